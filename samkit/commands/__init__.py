@@ -1,0 +1,1 @@
+"""Sub-commands of the ``samkit`` CLI; each module has ``add_parser(subparsers)``."""

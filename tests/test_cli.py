@@ -1,0 +1,54 @@
+"""The command line: help, model listing, and the demo end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from samkit.cli import main
+
+
+def test_help_lists_every_command(capsys):
+    assert main([]) == 0
+    text = capsys.readouterr().out
+    for command in ("models", "demo"):
+        assert command in text
+
+
+def test_console_entry_point_runs_help():
+    completed = subprocess.run(
+        [sys.executable, "-m", "samkit.cli", "--help"], capture_output=True, text=True, check=False
+    )
+    assert completed.returncode == 0
+    assert "usage: samkit" in completed.stdout
+
+
+def test_models_lists_backbones_and_heads(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines]
+    for name in ("sam2.1-hiera-tiny", "sam2-hiera-large", "sam-vit-b", "tiny-sam2"):
+        assert name in names
+    kinds = {line.split()[0]: line.split()[1] for line in lines}
+    assert kinds["sam-vit-h"] == "backbone"
+
+
+def test_demo_writes_masks_and_says_weights_are_untrained(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--frames", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "untrained" in text
+    assert len(sorted((out / "sample_video").glob("*.jpg"))) == 5
+    labels = np.asarray(Image.open(out / "image" / "masks.png"))
+    assert labels.shape == (120, 160)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    overlay = np.asarray(Image.open(out / "image" / "overlay.png"))
+    assert overlay.shape == (120, 160, 3)
+
+
+def test_bad_input_is_reported_without_traceback(capsys):
+    assert main(["demo", "--out", "unused", "--backbone", "no-such-backbone"]) == 2
+    assert "unknown model 'no-such-backbone'" in capsys.readouterr().err
