@@ -61,7 +61,7 @@ class Segmenter(abc.ABC):
         name = config.pop("model", None)
         if name is None:
             raise InputError("a samkit config needs a 'model' key naming a registered model (see samkit.list_models())")
-        entry = _lookup(name)
+        entry = get_entry(name)
         segmenter = entry.build(checkpoint=checkpoint, device=device, **config)
         if not isinstance(segmenter, cls):
             raise InputError(f"config model {name!r} builds a {type(segmenter).__name__}, not a {cls.__name__}")
@@ -100,7 +100,8 @@ def register(name: str, kind: str, builder: str, description: str = "") -> None:
     _REGISTRY[name] = RegistryEntry(name, kind, builder, description)
 
 
-def _lookup(name: str) -> RegistryEntry:
+def get_entry(name: str) -> RegistryEntry:
+    """The registry entry for ``name``; an unknown name is an InputError listing the known ones."""
     _register_builtins()
     if name not in _REGISTRY:
         raise InputError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
@@ -116,7 +117,7 @@ def list_models(kind: str | None = None) -> list[str]:
 
 def registry_entries() -> list[RegistryEntry]:
     """Every registered model, in ``list_models`` order."""
-    return [_lookup(name) for name in list_models()]
+    return [get_entry(name) for name in list_models()]
 
 
 def load(
@@ -128,7 +129,7 @@ def load(
     **overrides: Any,
 ) -> Segmenter:
     """Build the segmenter registered as ``name``; ``checkpoint`` is a local path or a known model id."""
-    entry = _lookup(name)
+    entry = get_entry(name)
     if entry.kind == "backbone":
         if backbone is not None and backbone != name:
             raise InputError(f"{name!r} is itself a backbone; drop backbone={backbone!r}")

@@ -49,6 +49,8 @@ def test_demo_writes_masks_and_says_weights_are_untrained(tmp_path, capsys):
     assert overlay.shape == (120, 160, 3)
 
 
-def test_bad_input_is_reported_without_traceback(capsys):
-    assert main(["demo", "--out", "unused", "--backbone", "no-such-backbone"]) == 2
+def test_unknown_backbone_is_reported_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--backbone", "no-such-backbone"]) == 2
     assert "unknown model 'no-such-backbone'" in capsys.readouterr().err
+    assert not out.exists()

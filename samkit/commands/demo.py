@@ -33,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from samkit.io.atomic import atomic_save_image
     from samkit.samples import synthetic_video
 
+    from samkit.api import get_entry
+
     out = Path(args.out)
     backbone = args.backbone or (UNTRAINED_BACKBONE if args.checkpoint is None else "sam2.1-hiera-tiny")
+    get_entry(backbone)
     sample = synthetic_video(num_frames=args.frames)
     frames_dir = out / "sample_video"
     frames_dir.mkdir(parents=True, exist_ok=True)

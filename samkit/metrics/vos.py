@@ -33,6 +33,7 @@ folder is always an error: pass ``videos=`` to evaluate a subset.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -377,7 +378,9 @@ def evaluate(
     if workers == 1 or len(tasks) == 1:
         outcomes = [_evaluate_video(task) for task in tasks]
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        # spawn, not fork: forking a process that may hold torch / BLAS threads can deadlock
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
             outcomes = list(pool.map(_evaluate_video, tasks))
     per_object = {key: score for outcome in outcomes for key, score in outcome.scores.items()}
     if not per_object:
