@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import abc
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from samkit.errors import InputError
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple MPS, then CPU; anything else is passed to ``torch.device``."""
     import torch
 
@@ -43,17 +44,17 @@ class Segmenter(abc.ABC):
     Subclasses set ``model`` (the ``nn.Module``), ``config`` (a dict) and ``device``.
     """
 
-    model: "torch.nn.Module"
+    model: torch.nn.Module
     config: dict[str, Any]
-    device: "torch.device"
+    device: torch.device
 
     @classmethod
     def from_config(
         cls,
-        path_or_dict: "str | Path | Mapping[str, Any]",
-        checkpoint: "str | Path | None" = None,
-        device: "str | torch.device" = "auto",
-    ) -> "Segmenter":
+        path_or_dict: str | Path | Mapping[str, Any],
+        checkpoint: str | Path | None = None,
+        device: str | torch.device = "auto",
+    ) -> Segmenter:
         """Build from a YAML file or a dict with a ``model`` key naming a registered model."""
         from samkit.config import read_config
 
@@ -124,8 +125,8 @@ def load(
     name: str,
     *,
     backbone: str | None = None,
-    checkpoint: "str | Path | None" = None,
-    device: "str | torch.device" = "auto",
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "auto",
     **overrides: Any,
 ) -> Segmenter:
     """Build the segmenter registered as ``name``; ``checkpoint`` is a local path or a known model id."""
@@ -156,3 +157,7 @@ def _register_builtins() -> None:
 
 
 _HEADS: list[tuple[str, str, str]] = []
+_HEADS.append(("sam2long", "samkit.longvideo.segmenter:build_longvideo_segmenter",
+               "SAM2Long long-video object segmentation: memory tree over SAM 2 (points / box / mask per object)"))
+_HEADS.append(("sam2", "samkit.longvideo.segmenter:build_longvideo_segmenter",
+               "SAM 2 video object segmentation (the sam2long head with TreeConfig.sam2(): exactly SAM 2)"))

@@ -12,6 +12,8 @@ COMMAND_MODULES = (
     "samkit.commands.models",
     "samkit.commands.demo",
     "samkit.commands.eval",
+    "samkit.commands.track",
+    "samkit.commands.track_dataset",
 )
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from samkit.errors import InputError
 
 
-def read_config(path_or_dict: "str | Path | Mapping[str, Any]") -> dict[str, Any]:
+def read_config(path_or_dict: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """Return a config as a dict, reading YAML when given a path."""
     if isinstance(path_or_dict, Mapping):
         return dict(path_or_dict)

@@ -273,6 +273,22 @@ class VideoResult:
         self._consumed = True
         return self._checked(iter(self._frames))
 
+    def with_progress(self, description: str, position: int = 0) -> VideoResult:
+        """The same frames, drawing a progress bar (per frame, of ``num_frames`` when known) as they stream."""
+        from tqdm.auto import tqdm
+
+        frames = tqdm(iter(self), desc=description, total=self.num_frames, unit="frame", position=position, leave=False)
+        return VideoResult(
+            frames,
+            height=self.height,
+            width=self.width,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            video=self.video,
+            frame_names=self.frame_names,
+            object_names=self.object_names,
+        )
+
     def collect(self) -> list[FrameResult]:
         """Run to the end and keep every frame (holds all masks in memory); later passes reuse them."""
         if self._collected is None:

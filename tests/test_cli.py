@@ -47,6 +47,10 @@ def test_demo_writes_masks_and_says_weights_are_untrained(tmp_path, capsys):
     assert set(np.unique(labels)) <= {0, 1, 2}
     overlay = np.asarray(Image.open(out / "image" / "overlay.png"))
     assert overlay.shape == (120, 160, 3)
+    predictions = sorted((out / "sam2long" / "predictions" / "sample_video").glob("*.png"))
+    assert [path.name for path in predictions] == [f"{index:05d}.png" for index in range(5)]
+    assert (out / "sam2long" / "overlay.mp4").stat().st_size > 0
+    assert "J&F" in text
 
 
 def test_unknown_backbone_is_reported_before_anything_is_written(tmp_path, capsys):

@@ -207,3 +207,19 @@ def test_expected_outputs_single_file_formats(davis_root, tmp_path):
     assert expected_outputs(entry, tmp_path, "overlay") == [tmp_path / "camel" / "overlay.mp4"]
     with pytest.raises(InputError, match="format"):
         expected_outputs(entry, tmp_path, "mp4")
+
+
+def test_is_complete_after_per_object_save_with_sav_object_names(sav_root, tmp_path):
+    """Per-object outputs land in the SA-V ground-truth folders (000, 001) the evaluator pairs them with."""
+    entry = list_videos(sav_root, "sav")[0]
+    prompts = entry.annotations
+    frames = [
+        FrameResult(t, {obj_id: prompt.mask for obj_id, prompt in prompts.items() if t >= prompt.frame_index})
+        for t in range(len(entry.frame_names))
+    ]
+    result = VideoResult(frames, frame_names=list(entry.frame_names))
+    result.save(tmp_path / entry.name, format="per-object", object_names=entry.object_names)
+    assert (tmp_path / entry.name / "000" / "00000.png").is_file()
+    assert is_complete(entry, tmp_path, "per-object")
+    (tmp_path / entry.name / "001" / "00011.png").unlink()
+    assert not is_complete(entry, tmp_path, "per-object")

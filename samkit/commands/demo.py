@@ -9,8 +9,9 @@ the masks are not meaningful, and the demo says so.
 from __future__ import annotations
 
 import argparse
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -30,10 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from samkit.api import get_entry
+    from samkit.checkpoints import UntrainedWeightsWarning
     from samkit.io.atomic import atomic_save_image
     from samkit.samples import synthetic_video
-
-    from samkit.api import get_entry
 
     out = Path(args.out)
     backbone = args.backbone or (UNTRAINED_BACKBONE if args.checkpoint is None else "sam2.1-hiera-tiny")
@@ -46,8 +47,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"sample: {sample.num_frames} frames of {sample.frames.shape[2]}x{sample.frames.shape[1]} in {frames_dir}")
 
     trained = True
-    for name, demo in _demos():
-        trained &= demo(args, backbone, sample, frames_dir, out / name)
+    with warnings.catch_warnings():
+        # the demo says once, below, that the weights are untrained; sam2's note that its optional
+        # CUDA extension is missing (hole filling skipped) does not concern the demo either
+        warnings.filterwarnings("ignore", category=UntrainedWeightsWarning)
+        warnings.filterwarnings("ignore", message="cannot import name '_C'")
+        warnings.filterwarnings("ignore", message=".*torch.jit.script. is deprecated")
+        for name, demo in _demos():
+            trained &= demo(args, backbone, sample, frames_dir, out / name)
     if not trained:
         print(
             "NOTE: these weights are untrained (tiny random initialisation), so the masks show the pipeline "
@@ -91,7 +98,7 @@ def _demo_long_video(args: argparse.Namespace, backbone: str, sample, frames_dir
 
     segmenter = samkit.load("sam2long", backbone=backbone, checkpoint=args.checkpoint, device=args.device)
     prompts = {obj_id: samkit.Mask(masks[0], frame=0) for obj_id, masks in sample.masks.items()}
-    result = segmenter.predict(str(frames_dir), prompts=prompts)
+    result = segmenter.predict(str(frames_dir), prompts=prompts).with_progress("sam2long")
     result.collect()
     predictions = out / "predictions" / frames_dir.name
     result.save(predictions, format="davis")

@@ -33,7 +33,6 @@ folder is always an error: pass ``videos=`` to evaluate a subset.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -378,9 +377,7 @@ def evaluate(
     if workers == 1 or len(tasks) == 1:
         outcomes = [_evaluate_video(task) for task in tasks]
     else:
-        # spawn, not fork: forking a process that may hold torch / BLAS threads can deadlock
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
             outcomes = list(pool.map(_evaluate_video, tasks))
     per_object = {key: score for outcome in outcomes for key, score in outcome.scores.items()}
     if not per_object:
