@@ -156,8 +156,15 @@ def _register_builtins() -> None:
         register(name, "head", builder, description)
 
 
-_HEADS: list[tuple[str, str, str]] = []
-_HEADS.append(("sam2long", "samkit.longvideo.segmenter:build_longvideo_segmenter",
-               "SAM2Long long-video object segmentation: memory tree over SAM 2 (points / box / mask per object)"))
-_HEADS.append(("sam2", "samkit.longvideo.segmenter:build_longvideo_segmenter",
-               "SAM 2 video object segmentation (the sam2long head with TreeConfig.sam2(): exactly SAM 2)"))
+_HEADS: list[tuple[str, str, str]] = [
+    (
+        "sam2long",
+        "samkit.longvideo.segmenter:build_longvideo_segmenter",
+        "SAM2Long long-video object segmentation: memory tree over SAM 2 (points / box / mask per object)",
+    ),
+    (
+        "sam2",
+        "samkit.longvideo.segmenter:build_longvideo_segmenter",
+        "SAM 2 video object segmentation (the sam2long head with TreeConfig.sam2(): exactly SAM 2)",
+    ),
+]

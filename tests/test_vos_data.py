@@ -223,3 +223,17 @@ def test_is_complete_after_per_object_save_with_sav_object_names(sav_root, tmp_p
     assert is_complete(entry, tmp_path, "per-object")
     (tmp_path / entry.name / "001" / "00011.png").unlink()
     assert not is_complete(entry, tmp_path, "per-object")
+
+
+def test_a_video_without_frames_fails_alone(davis_root):
+    import shutil
+
+    entries = list_videos(davis_root, "davis")
+    assert len(entries) >= 2
+    broken = entries[0]
+    shutil.rmtree(broken.frames_dir)
+    entries = list_videos(davis_root, "davis")
+    assert entries[0].name == broken.name
+    with pytest.raises(InputError, match=f"video {broken.name}: its frame folder"):
+        _ = entries[0].frame_names
+    assert entries[1].frame_names

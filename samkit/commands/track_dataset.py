@@ -2,6 +2,8 @@
 
 Videos are split into shards (``--shard I/N``, or one per rank under ``torchrun``); a re-run skips
 videos whose outputs are complete, and a video that fails is reported without stopping the others.
+Outputs go to ``{out}/{video}/`` in the layout ``samkit eval vos`` reads next to the dataset's
+annotation folder.
 """
 
 from __future__ import annotations
@@ -11,11 +13,18 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from samkit.commands.track import add_model_arguments, build_tracker
 from samkit.errors import InputError
 
+if TYPE_CHECKING:
+    from samkit.longvideo import LongVideoSegmenter
+    from samkit.longvideo.data import VideoEntry
+
 OUTPUT_FORMAT_BY_LAYOUT = {"davis": "davis", "lvos": "davis", "sav": "per-object"}
+OVERALL_BAR, VIDEO_BAR = 0, 1
+"""Terminal rows of the progress bars: videos of the shard on top, frames of the current video below."""
 
 
 @dataclass(frozen=True)
@@ -29,18 +38,25 @@ class Shard:
         return items[self.index :: self.count]
 
 
-def parse_shard(spec: str | None, environ: dict[str, str] | None = None) -> Shard:
-    """``"I/N"`` -> Shard(I, N); without a spec, the ``torchrun`` rank (``RANK`` / ``WORLD_SIZE``) or 0/1."""
-    environ = os.environ if environ is None else environ
-    if spec is None:
-        return Shard(int(environ.get("RANK", 0)), int(environ.get("WORLD_SIZE", 1)))
+def _shard_from(spec: str, source: str) -> Shard:
     try:
         index, count = (int(part) for part in spec.split("/"))
     except ValueError:
-        raise InputError(f'--shard {spec!r}: expected "I/N", e.g. "0/4"') from None
+        raise InputError(f'{source} {spec!r}: expected "I/N", e.g. "0/4"') from None
     if count < 1 or not 0 <= index < count:
-        raise InputError(f"--shard {spec!r}: need N >= 1 and 0 <= I < N")
+        raise InputError(f"{source} {spec!r}: need N >= 1 and 0 <= I < N")
     return Shard(index, count)
+
+
+def parse_shard(spec: str | None, environ: dict[str, str] | None = None) -> Shard:
+    """``"I/N"`` -> Shard(I, N); without a spec, the ``torchrun`` rank (``RANK`` / ``WORLD_SIZE``) or 0/1."""
+    if spec is not None:
+        return _shard_from(spec, "--shard")
+    environ = os.environ if environ is None else environ
+    if "RANK" not in environ and "WORLD_SIZE" not in environ:
+        return Shard(0, 1)
+    rank, world_size = environ.get("RANK", "0"), environ.get("WORLD_SIZE", "1")
+    return _shard_from(f"{rank}/{world_size}", "RANK/WORLD_SIZE (torchrun)")
 
 
 def shard_device(requested: str, environ: dict[str, str] | None = None) -> str:
@@ -56,12 +72,33 @@ def shard_device(requested: str, environ: dict[str, str] | None = None) -> str:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("track-dataset", help="track every video of a DAVIS / SA-V / LVOS folder")
     parser.add_argument("--data", required=True, help="dataset root folder")
-    parser.add_argument("--layout", required=True, choices=sorted(OUTPUT_FORMAT_BY_LAYOUT), help="dataset layout")
-    parser.add_argument("--split", default=None, help="video list (DAVIS val, SA-V sav_val, LVOS valid)")
+    parser.add_argument("--layout", required=True, choices=sorted(OUTPUT_FORMAT_BY_LAYOUT),
+                        help="dataset layout")
+    parser.add_argument("--split", default=None,
+                        help="video list: DAVIS ImageSets/2017/{split}.txt (e.g. val), SA-V {split}.txt "
+                             "(e.g. sav_val), LVOS split folder (default valid); default: every "
+                             "annotated video")
     parser.add_argument("--out", required=True, help="output root: one folder per video")
-    parser.add_argument("--shard", default=None, help='"I/N": take every N-th video from the I-th (default: rank)')
+    parser.add_argument("--shard", default=None,
+                        help='"I/N": take every N-th video from the I-th (default: the torchrun '
+                             "RANK/WORLD_SIZE, else every video)")
     add_model_arguments(parser)
     parser.set_defaults(run=run)
+
+
+def report_failure(name: str, error: Exception) -> None:
+    """One line for bad data (``InputError``); the traceback too for anything else, which may be a bug."""
+    print(f"video {name} failed: {type(error).__name__}: {error}", file=sys.stderr)
+    if not isinstance(error, InputError):
+        traceback.print_exception(error, file=sys.stderr)
+
+
+def track_video(tracker: LongVideoSegmenter, entry: VideoEntry, out: str, output_format: str) -> None:
+    """Track one benchmark video from its annotations and write its outputs to ``{out}/{video}``."""
+    result = tracker.predict(entry.frames_dir, prompts=entry.prompts())
+    result.with_progress(entry.name, position=VIDEO_BAR).save(
+        os.path.join(out, entry.name), format=output_format, object_names=entry.object_names
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,27 +107,28 @@ def run(args: argparse.Namespace) -> int:
     from samkit.longvideo.data import is_complete, list_videos
 
     shard = parse_shard(args.shard)
-    args.device = shard_device(args.device)
     entries = shard.select(list_videos(args.data, args.layout, split=args.split))
     output_format = OUTPUT_FORMAT_BY_LAYOUT[args.layout]
-    pending = [entry for entry in entries if not is_complete(entry, args.out, output_format)]
-    print(
-        f"shard {shard.index}/{shard.count}: {len(entries)} videos, {len(entries) - len(pending)} already "
-        f"complete, {len(pending)} to track into {args.out}"
-    )
-    tracker = build_tracker(args) if pending else None
-    failures: list[str] = []
-    for entry in tqdm(pending, desc="videos", unit="video", position=1):
-        try:
-            result = tracker.predict(entry.frames_dir, prompts=entry.prompts())
-            result.with_progress(entry.name).save(
-                os.path.join(args.out, entry.name), format=output_format, object_names=entry.object_names
-            )
-        except (InputError, RuntimeError, OSError) as error:
+    pending, failures = [], []
+    for entry in entries:
+        try:  # reads the video's annotations, which may be broken
+            if not is_complete(entry, args.out, output_format):
+                pending.append(entry)
+        except Exception as error:  # noqa: BLE001 - one bad video must not stop the benchmark
             failures.append(entry.name)
-            print(f"video {entry.name} failed: {error}", file=sys.stderr)
-            traceback.print_exc(file=sys.stderr)
-    print(f"done: {len(pending) - len(failures)} tracked, {len(failures)} failed" + (
-        f" ({', '.join(failures)})" if failures else ""
-    ))
+            report_failure(entry.name, error)
+    complete = len(entries) - len(pending) - len(failures)
+    print(f"shard {shard.index}/{shard.count}: {len(entries)} videos, {complete} already complete, "
+          f"{len(pending)} to track into {args.out}")
+    tracker = build_tracker(args, device=shard_device(args.device)) if pending else None
+    tracked = 0
+    for entry in tqdm(pending, desc=f"shard {shard.index}/{shard.count}", unit="video", position=OVERALL_BAR):
+        try:
+            track_video(tracker, entry, args.out, output_format)
+            tracked += 1
+        except Exception as error:  # noqa: BLE001 - one bad video must not stop the benchmark
+            failures.append(entry.name)
+            report_failure(entry.name, error)
+    print(f"done: {tracked} tracked, {complete} already complete, {len(failures)} failed"
+          + (f" ({', '.join(failures)})" if failures else ""))
     return 1 if failures else 0

@@ -71,7 +71,19 @@ class VideoEntry:
     layout: str
     frames_dir: Path
     annotations_dir: Path
-    frame_names: tuple[str, ...]
+
+    @cached_property
+    def frame_names(self) -> tuple[str, ...]:
+        """Frame file stems in reading order; a missing or empty frame folder is an InputError of this
+        video alone (a benchmark run reports it and goes on with the others)."""
+        if not self.frames_dir.is_dir():
+            raise InputError(f"video {self.name}: its frame folder {self.frames_dir} does not exist")
+        names = _frame_stems(self.frames_dir)
+        if not names:
+            raise InputError(
+                f"video {self.name}: {self.frames_dir} holds no {'/'.join(FRAME_EXTENSIONS)} frames"
+            )
+        return names
 
     @cached_property
     def annotations(self) -> dict[int, ObjectPrompt]:
@@ -255,14 +267,12 @@ def list_videos(
         split_file = None
     entries = []
     for name in _video_names(annotations_root, split_file, layout):
-        frames_dir = _require_dir(frames_root / name, layout, root)
-        frame_names = _frame_stems(frames_dir)
-        if not frame_names:
-            raise InputError(
-                f"{root} does not look like a {layout} dataset: {frames_dir} holds no "
-                f"{'/'.join(FRAME_EXTENSIONS)} frames"
-            )
-        entries.append(VideoEntry(name, layout, frames_dir, annotations_root / name, frame_names))
+        entries.append(VideoEntry(name, layout, frames_root / name, annotations_root / name))
+    if entries and not any(entry.frames_dir.is_dir() and _frame_stems(entry.frames_dir) for entry in entries):
+        raise InputError(
+            f"{root} does not look like a {layout} dataset: no video folder under {frames_root} holds "
+            f"{'/'.join(FRAME_EXTENSIONS)} frames"
+        )
     if not entries:
         raise InputError(f"{annotations_root} holds no video folders ({layout} layout)")
     return entries

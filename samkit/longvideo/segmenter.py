@@ -166,8 +166,9 @@ class LongVideoSegmenter(Segmenter):
         for obj_id, object_prompts in prompts.items():
             session.add_prompt(obj_id, object_prompts)
         frames = session.propagate(reverse=reverse, start_frame=start_frame, max_frames=max_frames)
+        _, _, count = session.plan(reverse, start_frame, max_frames)
         source = session.video
-        return VideoResult(frames, height=source.height, width=source.width, num_frames=source.num_frames,
+        return VideoResult(frames, height=source.height, width=source.width, num_frames=count,
                            fps=source.fps, video=source, frame_names=source.frame_names)
 
 
@@ -226,6 +227,13 @@ class LongVideoSession:
     ) -> Iterator[FrameResult]:
         """Track every prompted object from ``start_frame`` (default: earliest prompt frame, latest with
         ``reverse``) for at most ``max_frames`` frames; yields each ``FrameResult`` once it is final."""
+        start_frame, max_tracked, _ = self.plan(reverse, start_frame, max_frames)
+        return self._frames(self.tracker.propagate(self.state, start_frame, max_tracked, bool(reverse)))
+
+    def plan(
+        self, reverse: bool = False, start_frame: int | None = None, max_frames: int | None = None
+    ) -> tuple[int, int | None, int]:
+        """``(start_frame, max frames after it, number of frames yielded)`` of a ``propagate`` call."""
         if not self.state["obj_ids"]:
             raise InputError("no object has a prompt yet; call add_prompt(obj_id, samkit.Mask(...)) first")
         if start_frame is None:
@@ -238,7 +246,10 @@ class LongVideoSession:
             if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
                 raise InputError(f"max_frames must be an int >= 1, got {max_frames!r}")
             max_tracked = max_frames - 1
-        return self._frames(self.tracker.propagate(self.state, start_frame, max_tracked, bool(reverse)))
+        # reverse tracking from frame 0 yields nothing, as in sam2
+        available = (start_frame + 1 if start_frame > 0 else 0) if reverse else self.num_frames - start_frame
+        count = available if max_frames is None else min(available, max_frames)
+        return start_frame, max_tracked, count
 
     def remove_object(self, obj_id: int) -> None:
         """Forget ``obj_id`` (its prompts and results)."""
