@@ -8,6 +8,7 @@ import torch
 from samkit.backbones.tiny import build_tiny_sam2
 from samkit.longvideo.memory import (
     KeyWeightHook,
+    MemoryCapture,
     TrackedFrames,
     key_token_weights,
     memory_scores,
@@ -98,9 +99,11 @@ def test_rekeyed_view_gives_sam2long_selection(model, count, official):
         rank = count - frame + 1
         assert torch.equal(memory_pos[position * size * size], model.maskmem_tpos_enc[rank - 1, 0, 0])
     # key scores follow the same order
-    frame_scores, pointer_scores = memory_scores(model, key_frame, view, scores, NUM_FRAMES, False, 10.0)
+    frame_scores, pointer_scores, prompt_pointers = memory_scores(model, key_frame, view, scores, NUM_FRAMES,
+                                                                  False, 10.0)
     assert frame_scores == [10.0] + [frame / 10 for frame in spatial[1:]]
     assert pointer_scores == [10.0] + [frame / 10 for frame in pointers[1:]]
+    assert prompt_pointers == 1
 
 
 def test_prompt_pointer_position_survives_rekeying(model):
@@ -173,6 +176,53 @@ def test_key_weight_hook_scales_cross_attention_keys(model):
     assert torch.equal(after, plain)  # inactive outside the context
 
 
+def test_key_weight_hook_takes_one_row_per_batch_entry(model):
+    attention = model.memory_attention.layers[0].cross_attn_image
+    size = model.image_size // model.backbone_stride
+    generator = torch.Generator().manual_seed(1)
+    tokens = 2 * size * size + 4
+    q = torch.randn(2, size * size, model.hidden_dim, generator=generator)
+    k = torch.randn(2, tokens, model.mem_dim, generator=generator)
+    v = torch.randn(2, tokens, model.mem_dim, generator=generator)
+    rows = torch.stack([key_token_weights([10.0, -0.5], [1.0], size * size, 4, (0.95, 1.05)),
+                        key_token_weights([-0.5, 10.0], [1.0], size * size, 4, (0.9, 1.1))])
+    hook = KeyWeightHook(model.memory_attention)
+    with torch.inference_mode():
+        with hook.weights(rows):
+            batched = attention(q=q, k=k, v=v, num_k_exclude_rope=4)
+        by_hand = attention(q=q, k=k * rows[:, :, None], v=v, num_k_exclude_rope=4)
+        with hook.weights(rows[:1]), pytest.raises(RuntimeError, match="batch entries"):
+            attention(q=q, k=k, v=v, num_k_exclude_rope=4)
+    hook.remove()
+    assert torch.equal(batched, by_hand)
+
+
+def test_memory_capture_returns_upstream_memory_without_attending(model):
+    nodes = remembered(model, 5)
+    cond = {PROMPT_FRAME: payload(model, 100)}
+    key_frame, view, _ = memory_view(nodes, 6, False, cond, rekey=True, drop_oldest_pointer=False,
+                                     num_frames=NUM_FRAMES)
+    expected = attend(model, key_frame, view)  # what upstream hands to memory attention
+    attended = []
+    handle = model.memory_attention.register_forward_hook(lambda module, args, output: attended.append(output))
+    capture = MemoryCapture(model.memory_attention)
+    size = model.image_size // model.backbone_stride
+    feats = [torch.randn(size * size, 1, model.hidden_dim)]
+    with torch.inference_mode():
+        captured = capture.capture(model._prepare_memory_conditioned_features, key_frame, False, feats, feats,
+                                   [(size, size)], view, NUM_FRAMES)
+        with pytest.raises(RuntimeError, match="not reached"):  # a call that never gets to memory attention
+            capture.capture(lambda: None)
+        model._prepare_memory_conditioned_features(key_frame, False, feats, feats, [(size, size)], view, NUM_FRAMES)
+    capture.remove()
+    handle.remove()
+    assert len(attended) == 1  # only the call after remove() reached memory attention
+    assert captured["curr"][0] is feats[0]
+    assert captured["num_obj_ptr_tokens"] == expected["num_obj_ptr_tokens"] > 0
+    assert torch.equal(captured["memory"], expected["memory"])
+    assert torch.equal(captured["memory_pos"], expected["memory_pos"])
+
+
 def test_tracked_frames_mapping():
     tracked = TrackedFrames(5)
     assert 2 not in tracked and len(tracked) == 0
@@ -185,3 +235,13 @@ def test_tracked_frames_mapping():
         tracked[3]
     tracked.clear()
     assert len(tracked) == 0
+
+
+def test_official_prompt_only_pointer_weight_is_rounded_through_bf16():
+    # official: a pointer score list holding only the prompt's bf16 constant stays bf16, so the single
+    # level linspace(0.95, 1.05, 1) = 0.95 becomes bf16(0.95) = 0.94921875
+    tokens = key_token_weights([10.0, 0.2], [10.0], 3, 2, (0.95, 1.05), bf16_pointer_levels=True)
+    assert tokens[-2:].tolist() == [0.94921875, 0.94921875]
+    assert tokens[:6].tolist() == pytest.approx([1.05] * 3 + [0.95] * 3)
+    exact = key_token_weights([10.0, 0.2], [10.0], 3, 2, (0.95, 1.05))
+    assert exact[-1].item() == torch.tensor(0.95).item()

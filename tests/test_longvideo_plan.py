@@ -33,3 +33,17 @@ def test_num_frames_equals_frames_yielded(tracker, prompt_frame, kwargs, expecte
         frames = result.collect()
     assert result.num_frames == expected
     assert len(frames) == expected
+
+
+def test_official_preset_builds_like_the_official_script():
+    # tools/vos_inference.py builds without sam2's post-processing unless --apply_postprocessing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        official = samkit.load("sam2long", backbone="tiny-sam2", tree="official", device="cpu")
+        paper = samkit.load("sam2long", backbone="tiny-sam2", tree="paper", device="cpu")
+        explicit = samkit.load("sam2long", backbone="tiny-sam2", tree="official", apply_postprocessing=True,
+                               device="cpu")
+    assert official.config["apply_postprocessing"] is False
+    assert not official.model.sam_mask_decoder.dynamic_multimask_via_stability
+    assert paper.model.sam_mask_decoder.dynamic_multimask_via_stability
+    assert explicit.model.sam_mask_decoder.dynamic_multimask_via_stability

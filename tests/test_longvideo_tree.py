@@ -31,13 +31,15 @@ def test_presets():
     assert (paper.num_pathways, paper.iou_threshold, paper.uncertainty_threshold) == (3, 0.1, 2.0)
     assert paper.require_object_present and paper.key_weight_range == (0.95, 1.05)
     assert paper.prompt_frame_rank_score == 10.0 and paper.max_valid_scan == 15 and not paper.official_compat
+    assert not paper.batch_pathways  # batching is not bit-identical, so opt-in
     assert TreeConfig.official() == paper.replace(official_compat=True)
     sam2 = TreeConfig.sam2()
     assert sam2.num_pathways == 1 and not sam2.filters_memory and not sam2.weights_keys
 
 
 @pytest.mark.parametrize("changes", [{"num_pathways": 0}, {"num_pathways": -2}, {"key_weight_range": (1.1, 0.9)},
-                                     {"uncertainty_threshold": -1.0}, {"max_valid_scan": 0}])
+                                     {"uncertainty_threshold": -1.0}, {"max_valid_scan": 0},
+                                     {"batch_pathways": "yes"}])
 def test_invalid_config_is_input_error(changes):
     with pytest.raises(InputError, match=next(iter(changes))):
         TreeConfig(**changes)

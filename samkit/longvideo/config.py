@@ -42,6 +42,13 @@ class TreeConfig:
     * ``official_compat``: reproduce the official code's numeric quirks: the object-pointer count
       off by one (``len(valid) - 1`` non-prompt pointers) and the candidate pointers projected from
       all three output tokens at once.
+    * ``batch_pathways``: run an object's distinct pathways through memory attention (grouped by
+      memory length), the SAM heads and the memory encoder as one batch instead of one by one.
+      Pathways that collapsed onto one node are computed once either way. Faster when pathways stay
+      distinct (measured 13-25 % less CPU time per frame, tiny model at 128 px and Hiera-T at 256 px),
+      but not bit-identical: the mask decoder and memory encoder kernels change with the batch size,
+      so logits differ by float noise (measured <= 1e-6 on CPU, fp32; masks identical in the tests).
+      Off by default for that reason.
     """
 
     num_pathways: int = PAPER_PATHWAYS
@@ -54,6 +61,7 @@ class TreeConfig:
     official_compat: bool = False
     iou_round_decimals: int = IOU_ROUND_DECIMALS
     log_epsilon: float = LOG_EPSILON
+    batch_pathways: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.num_pathways, bool) or not isinstance(self.num_pathways, int) or self.num_pathways < 1:
@@ -80,6 +88,8 @@ class TreeConfig:
             raise InputError(f"TreeConfig.iou_round_decimals must be an int >= 0, got {self.iou_round_decimals!r}")
         if not _finite(self.log_epsilon) or self.log_epsilon <= 0:
             raise InputError(f"TreeConfig.log_epsilon must be a positive number, got {self.log_epsilon!r}")
+        if not isinstance(self.batch_pathways, bool):
+            raise InputError(f"TreeConfig.batch_pathways must be True or False, got {self.batch_pathways!r}")
 
     @property
     def filters_memory(self) -> bool:

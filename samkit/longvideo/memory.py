@@ -14,7 +14,7 @@ is applied by forward pre-hooks on each ``RoPEAttention`` cross-attention layer,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +71,9 @@ def memory_scores(
     num_frames: int,
     reverse: bool,
     prompt_score: float,
-) -> tuple[list[float], list[float]]:
-    """Rank scores of the memory frames and object pointers upstream will attend to, in token order.
+) -> tuple[list[float], list[float], int]:
+    """Rank scores of the memory frames and object pointers upstream will attend to, in token order,
+    and how many of the pointers (the leading ones) belong to prompt frames.
 
     Mirrors the selection in ``SAM2Base._prepare_memory_conditioned_features`` (sam2 1.1.0): the
     selected prompt frames, then the ``num_maskmem - 1`` window, then prompt pointers and up to
@@ -103,6 +104,7 @@ def memory_scores(
         if score is not None:
             frame_scores.append(score)
     pointer_scores: list[float] = []
+    prompt_pointer_count = 0
     if model.use_obj_ptrs_in_encoder:
         max_pointers = min(num_frames, model.max_obj_ptrs_in_encoder)
         if model.only_obj_ptrs_in_the_past_for_eval:
@@ -110,6 +112,7 @@ def memory_scores(
         else:
             prompt_pointers = list(selected)
         pointer_scores = [prompt_score] * len(prompt_pointers)
+        prompt_pointer_count = len(prompt_pointers)
         for t_diff in range(1, max_pointers):
             key = frame_idx + t_diff if reverse else frame_idx - t_diff
             if key < 0 or key >= num_frames:
@@ -117,17 +120,21 @@ def memory_scores(
             score = score_of(key)
             if score is not None:
                 pointer_scores.append(score)
-    return frame_scores, pointer_scores
+    return frame_scores, pointer_scores, prompt_pointer_count
 
 
-def rank_weights(scores: Sequence[float], low: float, high: float) -> torch.Tensor:
+def rank_weights(scores: Sequence[float], low: float, high: float, bf16_levels: bool = False) -> torch.Tensor:
     """float32 weights ``linspace(low, high, n)`` given by ascending rank of ``scores`` (ties: earlier first).
 
-    One score gets ``low`` (``torch.linspace`` with one step), as in the official code.
+    One score gets ``low`` (``torch.linspace`` with one step), as in the official code. ``bf16_levels``
+    rounds the levels through bfloat16: the official code does so when every score is a prompt
+    frame's (its bf16 constant then fixes the dtype of the score tensor).
     """
     import torch
 
     levels = torch.linspace(low, high, len(scores), dtype=torch.float32)
+    if bf16_levels:
+        levels = levels.to(torch.bfloat16).to(torch.float32)
     order = sorted(range(len(scores)), key=lambda index: scores[index])
     weights = torch.empty(len(scores), dtype=torch.float32)
     weights[torch.tensor(order, dtype=torch.long)] = levels
@@ -140,9 +147,11 @@ def key_token_weights(
     tokens_per_frame: int,
     tokens_per_pointer: int,
     weight_range: tuple[float, float],
+    bf16_pointer_levels: bool = False,
 ) -> torch.Tensor | None:
     """Per-memory-token key weights [N] (frame tokens first, then pointer tokens), or ``None`` when only
-    one frame is in memory (the official code skips the weighting then)."""
+    one frame is in memory (the official code skips the weighting then). ``bf16_pointer_levels``: see
+    ``rank_weights``."""
     import torch
 
     if len(frame_scores) <= 1:
@@ -150,14 +159,16 @@ def key_token_weights(
     low, high = weight_range
     parts = [rank_weights(frame_scores, low, high).repeat_interleave(tokens_per_frame)]
     if pointer_scores:
-        parts.append(rank_weights(pointer_scores, low, high).repeat_interleave(tokens_per_pointer))
+        pointer_weights = rank_weights(pointer_scores, low, high, bf16_levels=bf16_pointer_levels)
+        parts.append(pointer_weights.repeat_interleave(tokens_per_pointer))
     return torch.cat(parts)
 
 
 class KeyWeightHook:
     """Scales the ``k`` input of every memory-attention cross-attention layer by per-token weights.
 
-    Inactive (a no-op) outside ``with hook.weights(w):``. ``remove()`` detaches it from the model.
+    Weights are ``[N]`` (one pathway, or the same for the whole batch) or ``[B, N]`` (one row per
+    batch entry). Inactive (a no-op) outside ``with hook.weights(w):``. ``remove()`` detaches it.
     """
 
     def __init__(self, memory_attention: torch.nn.Module) -> None:
@@ -174,13 +185,13 @@ class KeyWeightHook:
         if args:
             raise RuntimeError("the key-weight hook expects RoPEAttention called with keywords q=, k=, v= (sam2 1.1.0)")
         keys = kwargs["k"]  # [B, N, C_kv]
-        if keys.shape[1] != weights.shape[0]:
+        if weights.shape[-1] != keys.shape[1] or (weights.dim() == 2 and weights.shape[0] != keys.shape[0]):
             raise RuntimeError(
-                f"key weights cover {weights.shape[0]} memory tokens but the memory holds {keys.shape[1]}; "
-                "the sam2 memory layout differs from 1.1.0"
+                f"key weights {tuple(weights.shape)} do not cover the {keys.shape[1]} memory tokens of "
+                f"{keys.shape[0]} batch entries; the sam2 memory layout differs from 1.1.0"
             )
         kwargs = dict(kwargs)
-        kwargs["k"] = keys * weights.to(device=keys.device, dtype=keys.dtype)[None, :, None]
+        kwargs["k"] = keys * weights.to(device=keys.device, dtype=keys.dtype)[..., None]
         return args, kwargs
 
     @contextmanager
@@ -195,6 +206,48 @@ class KeyWeightHook:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+class _MemoryAssembled(Exception):
+    """Raised by ``MemoryCapture`` to leave upstream code right before memory attention."""
+
+    def __init__(self, inputs: dict[str, Any]) -> None:
+        super().__init__("memory assembled")
+        self.inputs = inputs
+
+
+class MemoryCapture:
+    """Stops ``SAM2Base._prepare_memory_conditioned_features`` just before memory attention and returns the
+    memory it assembled, so that several pathways' memories can then go through attention as one batch.
+
+    Upstream builds the memory (frame selection, temporal encodings, pointers); ``capture`` returns the
+    keyword arguments it passes to ``memory_attention`` (``curr``, ``curr_pos``, ``memory [N, B, C]``,
+    ``memory_pos``, ``num_obj_ptr_tokens``). Inactive outside ``capture``.
+    """
+
+    def __init__(self, memory_attention: torch.nn.Module) -> None:
+        self._active = False
+        self._handle = memory_attention.register_forward_pre_hook(self._stop, with_kwargs=True)
+
+    def _stop(self, module: Any, args: tuple, kwargs: dict) -> None:
+        if self._active:
+            if args:
+                raise RuntimeError("MemoryCapture expects memory_attention called with keywords (sam2 1.1.0)")
+            raise _MemoryAssembled(kwargs)
+
+    def capture(self, prepare: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        """Run ``prepare(*args)`` (``_prepare_memory_conditioned_features``) up to memory attention."""
+        self._active = True
+        try:
+            prepare(*args)
+        except _MemoryAssembled as assembled:
+            return assembled.inputs
+        finally:
+            self._active = False
+        raise RuntimeError("memory attention was not reached: the frame has no memory to attend to")
+
+    def remove(self) -> None:
+        self._handle.remove()
 
 
 class TrackedFrames(MutableMapping):

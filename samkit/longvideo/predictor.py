@@ -7,9 +7,11 @@ frame-major loop:
 1. the image encoder runs once per frame for all objects (sam2's feature cache);
 2. for every object, every *distinct* live pathway node runs memory attention + SAM heads once
    (``SAM2Base._track_step`` on the pathway's memory view, see ``memory.py``), giving 3 candidates;
-3. IoUs and object scores of the whole frame reach the host in one transfer;
+   with ``TreeConfig.batch_pathways`` the distinct nodes go through as one batch instead (upstream
+   assembles each memory, pathways of equal memory length share a memory-attention call);
+3. IoUs and object scores of the whole frame reach the host in one transfer (one sync per frame);
 4. the tree (``tree.select_pathways``) picks the survivors; each distinct survivor is encoded into
-   memory once (``SAM2Base._encode_new_memory``);
+   memory once (``SAM2Base._encode_new_memory``; one batch with ``batch_pathways``);
 5. a frame is yielded as soon as it is final: when every live pathway of every object passes
    through the same node there. This equals backtracking the best pathway at the end of the video.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +40,7 @@ from samkit.errors import InputError
 from samkit.longvideo.config import TreeConfig
 from samkit.longvideo.memory import (
     KeyWeightHook,
+    MemoryCapture,
     TrackedFrames,
     key_token_weights,
     memory_scores,
@@ -139,11 +143,19 @@ class TreeTracker:
         """Committed outputs kept per object in sam2's ``non_cond_frame_outputs`` (SAM 2's memory window)."""
         self.tokens_per_pointer = model.hidden_dim // model.mem_dim if model.mem_dim < model.hidden_dim else 1
         self._key_hook = KeyWeightHook(model.memory_attention) if tree.weights_keys else None
-        self._fill_holes = model.fill_hole_area > 0 and _connected_components_available()
+        # the official code never fills holes; SAM 2 does when its CUDA extension is built
+        self._fill_holes = (
+            model.fill_hole_area > 0 and _connected_components_available() and not tree.official_compat
+        )
         self._tokens: torch.Tensor | None = None
         self._token_hook = (
             model.sam_mask_decoder.register_forward_hook(self._capture_tokens) if tree.num_pathways > 1 else None
         )
+        batching = tree.batch_pathways and tree.num_pathways > 1
+        self._memory_capture = MemoryCapture(model.memory_attention) if batching else None
+        self._batch_memory_encoder = batching and not model.non_overlap_masks_for_mem_enc
+        """sam2's ``non_overlap_masks_for_mem_enc`` treats a batch as different objects of one frame, so
+        candidates of one object must then be encoded one by one."""
 
     @staticmethod
     def _check_multimask(model: Any) -> None:
@@ -167,6 +179,9 @@ class TreeTracker:
         if self._token_hook is not None:
             self._token_hook.remove()
             self._token_hook = None
+        if self._memory_capture is not None:
+            self._memory_capture.remove()
+            self._memory_capture = None
 
     def _capture_tokens(self, module: Any, inputs: Any, outputs: tuple) -> None:
         self._tokens = outputs[2]  # sam_tokens_out [B, 3, C]
@@ -235,20 +250,21 @@ class TreeTracker:
             _, _, masks = self.model.add_new_mask(state, frame_idx, obj_id, mask)
         return masks
 
-    def _prompts_as_conditioning(self) -> Any:
+    @contextmanager
+    def _prompts_as_conditioning(self) -> Iterator[None]:
         """Every prompt, including a correction on a tracked frame, becomes a conditioning frame (as sam2's
-        ``add_all_frames_to_correct_as_cond=True``), so the tree restarts from it on the next propagation."""
+        ``add_all_frames_to_correct_as_cond=True``), so the tree restarts from it on the next propagation.
+        Under ``official_compat`` the prompt frame's holes are not filled either (the official code never
+        fills holes)."""
         model = self.model
-
-        class _Conditioning:
-            def __enter__(self) -> None:
-                self.previous = model.add_all_frames_to_correct_as_cond
-                model.add_all_frames_to_correct_as_cond = True
-
-            def __exit__(self, *exc_info: object) -> None:
-                model.add_all_frames_to_correct_as_cond = self.previous
-
-        return _Conditioning()
+        previous = model.add_all_frames_to_correct_as_cond, model.fill_hole_area
+        model.add_all_frames_to_correct_as_cond = True
+        if self.tree.official_compat:
+            model.fill_hole_area = 0
+        try:
+            yield
+        finally:
+            model.add_all_frames_to_correct_as_cond, model.fill_hole_area = previous
 
     # ----------------------------------------------------------------------------------- propagation
 
@@ -413,9 +429,7 @@ class TreeTracker:
             if features is None:
                 features = self.model._get_image_feature(state, frame_idx, batch_size=1)
             new_slots.append(None)
-            expansions.append([
-                self._expand(state, node, frame_idx, cond_outputs, features, reverse) for node in unique_nodes(beam)
-            ])
+            expansions.append(self._expand_all(state, unique_nodes(beam), frame_idx, cond_outputs, features, reverse))
         self._fetch_scores([expansion for per_object in expansions for expansion in per_object])
         for obj_idx, beam in enumerate(slots):
             if expansions[obj_idx]:
@@ -425,13 +439,21 @@ class TreeTracker:
                 node.history = ()
         return new_slots
 
-    def _expand(
+    def _expand_all(
+        self, state: dict[str, Any], nodes: list[Node], frame_idx: int, cond_outputs: dict[int, Any],
+        features: tuple, reverse: bool,
+    ) -> list[_Expansion]:
+        """3 candidates for each of an object's distinct pathway nodes, one by one or as a batch."""
+        if self._memory_capture is None or len(nodes) == 1:
+            return [self._expand(state, node, frame_idx, cond_outputs, features, reverse) for node in nodes]
+        return self._expand_batch(state, nodes, frame_idx, cond_outputs, features, reverse)
+
+    def _pathway_memory(
         self, state: dict[str, Any], node: Node, frame_idx: int, cond_outputs: dict[int, Any], features: tuple,
         reverse: bool,
-    ) -> _Expansion:
-        """Memory attention + SAM heads for one pathway node: 3 candidates (upstream ``_track_step``)."""
-        model = self.model
-        _, _, vision_feats, vision_pos_embeds, feat_sizes = features
+    ) -> tuple[int, dict[str, dict[int, Any]], torch.Tensor | None]:
+        """``(frame index to pass, memory view, key weights [N] or None)`` of one pathway node."""
+        _, _, vision_feats, _, feat_sizes = features
         num_frames = state["num_frames"]
         key_frame, view, key_scores = memory_view(
             node.memory(self.history_limit), frame_idx, reverse, cond_outputs, rekey=self.filters_memory,
@@ -439,25 +461,82 @@ class TreeTracker:
         )
         weights = None
         if self._key_hook is not None:
-            frame_scores, pointer_scores = memory_scores(
-                model, key_frame, view, key_scores, num_frames, reverse, self.tree.prompt_frame_rank_score
+            frame_scores, pointer_scores, prompt_pointers = memory_scores(
+                self.model, key_frame, view, key_scores, num_frames, reverse, self.tree.prompt_frame_rank_score
             )
             height, width = feat_sizes[-1]
+            only_prompt_pointers = self.tree.official_compat and len(pointer_scores) == prompt_pointers
             weights = key_token_weights(frame_scores, pointer_scores, height * width, self.tokens_per_pointer,
-                                        self.tree.key_weight_range)
+                                        self.tree.key_weight_range, bf16_pointer_levels=only_prompt_pointers)
+            if weights is not None:
+                weights = weights.to(vision_feats[-1].device, non_blocking=True)
+        return key_frame, view, weights
+
+    def _key_weights(self, weights: torch.Tensor | None) -> AbstractContextManager[None]:
+        return nullcontext() if self._key_hook is None else self._key_hook.weights(weights)
+
+    def _expand(
+        self, state: dict[str, Any], node: Node, frame_idx: int, cond_outputs: dict[int, Any], features: tuple,
+        reverse: bool,
+    ) -> _Expansion:
+        """Memory attention + SAM heads for one pathway node: 3 candidates (upstream ``_track_step``)."""
+        _, _, vision_feats, vision_pos_embeds, feat_sizes = features
+        key_frame, view, weights = self._pathway_memory(state, node, frame_idx, cond_outputs, features, reverse)
         self._tokens = None
-        if self._key_hook is not None:
-            with self._key_hook.weights(weights):
-                _, sam_outputs, _, _ = model._track_step(
-                    key_frame, False, vision_feats, vision_pos_embeds, feat_sizes, None, None, view, num_frames,
-                    reverse, None,
-                )
-        else:
-            _, sam_outputs, _, _ = model._track_step(
-                key_frame, False, vision_feats, vision_pos_embeds, feat_sizes, None, None, view, num_frames,
+        with self._key_weights(weights):
+            _, sam_outputs, _, _ = self.model._track_step(
+                key_frame, False, vision_feats, vision_pos_embeds, feat_sizes, None, None, view, state["num_frames"],
                 reverse, None,
             )
         return _Expansion(node, sam_outputs, self._tokens)
+
+    def _expand_batch(
+        self, state: dict[str, Any], nodes: list[Node], frame_idx: int, cond_outputs: dict[int, Any],
+        features: tuple, reverse: bool,
+    ) -> list[_Expansion]:
+        """``_expand`` for several nodes at once: upstream assembles each pathway's memory; pathways with
+        the same memory layout (token and pointer counts) share one memory-attention call, and all of them
+        one SAM-heads call."""
+        model = self.model
+        _, _, vision_feats, vision_pos_embeds, feat_sizes = features
+        groups: dict[tuple[int, int, bool], list[tuple[int, dict[str, Any], torch.Tensor | None]]] = {}
+        for index, node in enumerate(nodes):
+            key_frame, view, weights = self._pathway_memory(state, node, frame_idx, cond_outputs, features, reverse)
+            inputs = self._memory_capture.capture(
+                model._prepare_memory_conditioned_features, key_frame, False, vision_feats[-1:],
+                vision_pos_embeds[-1:], feat_sizes[-1:], view, state["num_frames"], reverse,
+            )
+            layout = (inputs["memory"].shape[0], inputs["num_obj_ptr_tokens"], weights is None)
+            groups.setdefault(layout, []).append((index, inputs, weights))
+        height, width = feat_sizes[-1]
+        fused_rows: list[torch.Tensor | None] = [None] * len(nodes)
+        for (_, pointer_tokens, unweighted), members in groups.items():
+            count = len(members)
+            memory = torch.cat([inputs["memory"] for _, inputs, _ in members], dim=1)  # [N, count, C_mem]
+            memory_pos = torch.cat([inputs["memory_pos"] for _, inputs, _ in members], dim=1)
+            weights = None if unweighted else torch.stack([weights for _, _, weights in members])  # [count, N]
+            with self._key_weights(weights):
+                fused = model.memory_attention(
+                    curr=[vision_feats[-1].expand(-1, count, -1)], curr_pos=[vision_pos_embeds[-1].expand(-1, count, -1)],
+                    memory=memory, memory_pos=memory_pos, num_obj_ptr_tokens=pointer_tokens,
+                )  # [HW, count, C]
+            fused = fused.permute(1, 2, 0).view(count, model.hidden_dim, height, width)
+            for row, (index, _, _) in enumerate(members):
+                fused_rows[index] = fused[row:row + 1]
+        batch = len(nodes)
+        high_res_features = [
+            x.permute(1, 2, 0).view(x.size(1), x.size(2), *size).expand(batch, -1, -1, -1)
+            for x, size in zip(vision_feats[:-1], feat_sizes[:-1])
+        ] or None
+        self._tokens = None
+        sam_outputs = model._forward_sam_heads(
+            backbone_features=torch.cat(fused_rows), point_inputs=None, mask_inputs=None,
+            high_res_features=high_res_features, multimask_output=model._use_multimask(False, None),
+        )
+        return [
+            _Expansion(node, tuple(output[row:row + 1] for output in sam_outputs), self._tokens[row:row + 1])
+            for row, node in enumerate(nodes)
+        ]
 
     @staticmethod
     def _fetch_scores(expansions: list[_Expansion]) -> None:
@@ -494,32 +573,55 @@ class TreeTracker:
                 iou_round_decimals=tree.iou_round_decimals,
                 log_epsilon=tree.log_epsilon,
             )
-        children: dict[tuple[int, int], Node] = {}
-        survivors = []
+        distinct: dict[tuple[int, int], Choice] = {}
         for choice in choices:
-            parent = beam[choice.slot]
-            key = (id(parent), choice.candidate)
-            if key not in children:
-                children[key] = self._child(state, by_node[id(parent)], choice, frame_idx, features)
-            survivors.append(children[key])
-        return survivors
+            distinct.setdefault((id(beam[choice.slot]), choice.candidate), choice)
+        chosen = [(by_node[id(beam[choice.slot])], choice) for choice in distinct.values()]
+        memories = self._encode(chosen, features)
+        children = {
+            key: self._child(state, expansion, choice, frame_idx, memory)
+            for key, (expansion, choice), memory in zip(distinct, chosen, memories)
+        }
+        return [children[(id(beam[choice.slot]), choice.candidate)] for choice in choices]
 
-    def _child(self, state: dict[str, Any], expansion: _Expansion, choice: Choice, frame_idx: int,
-               features: tuple) -> Node:
+    def _encode(
+        self, chosen: list[tuple[_Expansion, Choice]], features: tuple
+    ) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Memory encoding ``(maskmem_features, maskmem_pos_enc)`` of each distinct surviving candidate,
+        one by one or as one batch."""
+        model = self.model
+        _, _, vision_feats, _, feat_sizes = features
+        masks = [_candidate_masks(expansion, choice.candidate)[1] for expansion, choice in chosen]
+        scores = [expansion.sam_outputs[6] for expansion, _ in chosen]
+        if not self._batch_memory_encoder or len(chosen) == 1:
+            return [
+                model._encode_new_memory(
+                    current_vision_feats=vision_feats, feat_sizes=feat_sizes, pred_masks_high_res=mask,
+                    object_score_logits=score, is_mask_from_pts=False,
+                )
+                for mask, score in zip(masks, scores)
+            ]
+        batch = len(chosen)
+        features_batch, position_batch = model._encode_new_memory(
+            current_vision_feats=[vision_feats[-1].expand(-1, batch, -1)], feat_sizes=feat_sizes,
+            pred_masks_high_res=torch.cat(masks), object_score_logits=torch.cat(scores), is_mask_from_pts=False,
+        )
+        return [
+            (features_batch[row:row + 1], [position[row:row + 1] for position in position_batch])
+            for row in range(batch)
+        ]
+
+    def _child(
+        self, state: dict[str, Any], expansion: _Expansion, choice: Choice, frame_idx: int,
+        memory: tuple[torch.Tensor, list[torch.Tensor]],
+    ) -> Node:
         """The node of one surviving candidate: its memory encoding, pointer and mask (sam2 layout)."""
         model = self.model
-        low_res_multimasks, high_res_multimasks, _, low_res_masks, high_res_masks, obj_ptr, object_score_logits = (
-            expansion.sam_outputs
-        )
-        _, _, vision_feats, _, feat_sizes = features
+        maskmem_features, maskmem_pos_enc = memory
+        obj_ptr, object_score_logits = expansion.sam_outputs[5], expansion.sam_outputs[6]
         index = choice.candidate
         is_best = index == greedy_candidate(expansion.ious)
-        low_res = low_res_masks if is_best else low_res_multimasks[:, index:index + 1]
-        high_res = high_res_masks if is_best else high_res_multimasks[:, index:index + 1]
-        maskmem_features, maskmem_pos_enc = model._encode_new_memory(
-            current_vision_feats=vision_feats, feat_sizes=feat_sizes, pred_masks_high_res=high_res,
-            object_score_logits=object_score_logits, is_mask_from_pts=False,
-        )
+        low_res, _ = _candidate_masks(expansion, index)
         storage = state["storage_device"]
         if self._fill_holes:
             from sam2.utils.misc import fill_holes_in_mask_scores
@@ -528,11 +630,11 @@ class TreeTracker:
         iou = expansion.ious[index]
         object_score = expansion.object_score
         payload = {
-            "maskmem_features": maskmem_features.to(torch.bfloat16).to(storage, non_blocking=True),
+            "maskmem_features": _compact(maskmem_features.to(torch.bfloat16).to(storage, non_blocking=True)),
             "maskmem_pos_enc": model._get_maskmem_pos_enc(state, {"maskmem_pos_enc": maskmem_pos_enc}),
-            "pred_masks": low_res.to(storage, non_blocking=True),
-            "obj_ptr": self._pointer(expansion, index, is_best, obj_ptr, object_score_logits),
-            "object_score_logits": object_score_logits,
+            "pred_masks": _compact(low_res.to(storage, non_blocking=True)),
+            "obj_ptr": _compact(self._pointer(expansion, index, is_best, obj_ptr, object_score_logits)),
+            "object_score_logits": _compact(object_score_logits),
             "samkit_iou": iou,
             "samkit_object_score": object_score,
         }
@@ -566,6 +668,23 @@ class TreeTracker:
                 pointer = appearing * pointer
             pointer = pointer + (1 - appearing) * model.no_obj_ptr
         return pointer
+
+
+def _candidate_masks(expansion: _Expansion, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low_res [1,1,h,w], high_res [1,1,H,W])`` mask logits of candidate ``index``; upstream's own best
+    masks for the best candidate (so one pathway stays bit-identical to SAM 2)."""
+    low_res_multimasks, high_res_multimasks, _, low_res_masks, high_res_masks, _, _ = expansion.sam_outputs
+    if index == greedy_candidate(expansion.ious):
+        return low_res_masks, high_res_masks
+    return low_res_multimasks[:, index:index + 1], high_res_multimasks[:, index:index + 1]
+
+
+def _compact(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` itself, or a copy when it is a view into a bigger tensor (a slice of a candidate or
+    pathway batch), so stored memories do not keep whole batches alive."""
+    if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
+        return tensor.clone()
+    return tensor
 
 
 def _nodes_on(head: Node, frames: list[int]) -> dict[int, Node]:

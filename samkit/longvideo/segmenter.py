@@ -65,6 +65,7 @@ def build_longvideo_segmenter(
     tree: TreeConfig | str | Mapping[str, Any] | None = None,
     image_size: int | None = None,
     seed: int = 0,
+    apply_postprocessing: bool | None = None,
     **unknown: Any,
 ) -> LongVideoSegmenter:
     """Registry builder of the ``sam2long`` and ``sam2`` heads.
@@ -72,19 +73,24 @@ def build_longvideo_segmenter(
     ``backbone``: a SAM 2 / 2.1 registry name (default ``sam2.1-hiera-tiny``), a config of the ``sam2``
     package (``configs/sam2.1/sam2.1_hiera_l.yaml``), ``tiny-sam2``, or a YAML file. With
     ``checkpoint=None`` the weights are a seeded random init and ``config["trained"]`` is False.
+    ``apply_postprocessing``: sam2's video post-processing overrides (``build_sam2_video_predictor``'s
+    default, on); default on, except with ``official_compat``, where it is off as in the official
+    ``tools/vos_inference.py`` (without ``--apply_postprocessing``).
     """
     from samkit.backbones.sam2_models import build_sam2_model, resolve_sam2_config
     from samkit.checkpoints import warn_untrained
 
     if unknown:
         raise InputError(f"unknown option(s) {sorted(unknown)} for {name!r}; accepted: checkpoint, device, "
-                         "backbone, tree, image_size, seed")
+                         "backbone, tree, image_size, seed, apply_postprocessing")
     if name not in HEAD_DEFAULT_TREES:
         raise InputError(f"build_longvideo_segmenter builds {', '.join(HEAD_DEFAULT_TREES)}, not {name!r}")
     if name == "sam2" and tree is not None:
         raise InputError("'sam2' is plain SAM 2 (TreeConfig.sam2()); to set a memory tree use samkit.load('sam2long', "
                          "tree=...)")
     tree_config = resolve_tree(tree, HEAD_DEFAULT_TREES[name]())
+    if apply_postprocessing is None:
+        apply_postprocessing = not tree_config.official_compat
     backbone = DEFAULT_BACKBONE if backbone is None else backbone
     _, spec = resolve_sam2_config(backbone)
     target = resolve_device(device)
@@ -97,6 +103,7 @@ def build_longvideo_segmenter(
         else:
             resolved = checkpoint
     model = build_sam2_model(backbone, image_size=image_size, checkpoint=resolved, device=target, video=True,
+                             apply_postprocessing=bool(apply_postprocessing),
                              seed=seed if resolved is None else None)
     if resolved is None:
         warn_untrained(name)
@@ -108,6 +115,7 @@ def build_longvideo_segmenter(
         "trained": resolved is not None,
         "seed": seed if resolved is None else None,
         "tree": dataclasses.asdict(tree_config),
+        "apply_postprocessing": bool(apply_postprocessing),
     }
     return LongVideoSegmenter(model, tree_config, config, target)
 
