@@ -23,14 +23,7 @@ STEMS = [f"frame_{index}" for index in range(1, NUM_FRAMES + 1)]  # natural orde
 MODEL = ["--backbone", "tiny-sam2", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared CPU, several threads contending for cores slow the tiny model 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def sample():

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from samkit.errors import InputError
+from samkit.longvideo.config import TREE_PRESETS
 from samkit.prompts import Box, Mask, Points
+from samkit.results import VIDEO_FORMATS
 
 if TYPE_CHECKING:
     from samkit.io.video import VideoSource
     from samkit.longvideo import LongVideoSegmenter
 
-TREE_PRESETS = ("paper", "official", "sam2")
-OUTPUT_FORMATS = ("davis", "per-object", "coco-rle", "overlay")
 DEFAULT_BACKBONE = "sam2.1-hiera-tiny"
 DEFAULT_OBJ_ID = 1
 VOID_LABEL = 255
@@ -48,7 +48,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"SAM 2 backbone (default {DEFAULT_BACKBONE})")
     parser.add_argument("--checkpoint", default=None,
                         help="backbone checkpoint: a local file or a known model id")
-    parser.add_argument("--tree", choices=TREE_PRESETS, default="paper",
+    parser.add_argument("--tree", choices=list(TREE_PRESETS), default="paper",
                         help="memory-tree preset: paper (SAM2Long), official (with its code's quirks), "
                              "sam2 (plain SAM 2); default paper")
     parser.add_argument("--pathways", type=int_at_least(1), default=None,
@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "with a --mask label map, the one object to track")
     parser.add_argument("--frame", type=int_at_least(0), default=0, help="frame the prompt is on (default 0)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="davis",
+    parser.add_argument("--format", choices=VIDEO_FORMATS, default="davis",
                         help="output format (default davis)")
     parser.add_argument("--reverse", action="store_true", help="propagate towards the first frame")
     parser.add_argument("--max-frames", type=int_at_least(1), default=None,
@@ -83,9 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def build_tracker(args: argparse.Namespace, device: str | None = None) -> LongVideoSegmenter:
     """The long-video segmenter the model options describe (on ``device``, default ``args.device``)."""
     import samkit
-    from samkit.longvideo.segmenter import TREE_PRESETS as TREES
 
-    tree = TREES[args.tree]()
+    tree = TREE_PRESETS[args.tree]()
     if args.pathways is not None:
         tree = tree.replace(num_pathways=args.pathways)
     device = args.device if device is None else device

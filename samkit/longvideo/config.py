@@ -128,3 +128,7 @@ class TreeConfig:
 
 def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+TREE_PRESETS = {"paper": TreeConfig.paper, "official": TreeConfig.official, "sam2": TreeConfig.sam2}
+"""Preset names accepted wherever a tree is named by a string (``tree="paper"``, ``--tree paper``)."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from samkit.api import Segmenter, resolve_device
 from samkit.errors import InputError
-from samkit.longvideo.config import TreeConfig
+from samkit.longvideo.config import TREE_PRESETS, TreeConfig
 from samkit.prompts import Box, Mask, Points
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 DEFAULT_BACKBONE = "sam2.1-hiera-tiny"
 """Smallest official SAM 2.1 model: the sensible default on a laptop CPU (pass a bigger one on GPU)."""
-TREE_PRESETS = {"paper": TreeConfig.paper, "official": TreeConfig.official, "sam2": TreeConfig.sam2}
 HEAD_DEFAULT_TREES = {"sam2long": TreeConfig.paper, "sam2": TreeConfig.sam2}
 
 PromptInput = Points | Box | Mask | Sequence[Points | Box | Mask]
