@@ -24,6 +24,7 @@ SHAPES = ("disc", "square", "triangle", "ring", "cross", "diamond", "bar", "elli
 IGNORE_BAND = 1  # pixels of ignore (255) drawn around each object, as VOC labels have
 SECOND_OBJECT_P = 0.4  # chance an image also holds a smaller object of another class
 MAX_CLASSES = 254
+MIN_SIZE = 128  # main objects then cover > 2 * 32 * 32 pixels, the official list threshold
 
 
 def _shape_mask(shape: str, size: int, cy: float, cx: float, radius: float, angle: float) -> np.ndarray:
@@ -36,7 +37,7 @@ def _shape_mask(shape: str, size: int, cy: float, cx: float, radius: float, angl
     if shape == "square":
         return (np.abs(u) <= radius * 0.85) & (np.abs(v) <= radius * 0.85)
     if shape == "triangle":
-        return (v <= radius * 0.6) & (v >= 2 * np.abs(u) - radius)
+        return (v <= radius * 0.8) & (v >= 1.5 * np.abs(u) - radius)
     if shape == "ring":
         d2 = dx**2 + dy**2
         return (d2 <= radius**2) & (d2 >= (0.55 * radius) ** 2)
@@ -67,7 +68,7 @@ def render(classes: list[int], size: int, rng: np.random.Generator) -> tuple[np.
     image = np.clip(rng.normal(110, 25, (1, 1, 3)) + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.float32)
     label = np.zeros((size, size), dtype=np.uint8)
     for order, class_id in enumerate(classes):
-        radius = size * (rng.uniform(0.22, 0.3) if order == 0 else rng.uniform(0.12, 0.18))
+        radius = size * (rng.uniform(0.3, 0.38) if order == 0 else rng.uniform(0.12, 0.18))
         cy, cx = rng.uniform(radius, size - radius, 2)
         mask = _shape_mask(SHAPES[(class_id - 1) % len(SHAPES)], size, cy, cx, radius, rng.uniform(0, math.pi))
         grown = mask.copy()
@@ -116,13 +117,13 @@ def make_synthetic(
 ) -> SyntheticFewShot:
     """Write ``images_per_class`` train and val images per class under ``root/images`` and ``root/labels``.
 
-    Each image holds one large object of its class and, sometimes, a smaller object of another
-    class; the same arguments always write the same files.
+    Each image holds one large object of its class (over 2 * 32 * 32 pixels unless occluded) and,
+    sometimes, a smaller object of another class; the same arguments always write the same files.
     """
     if not 2 <= num_classes <= MAX_CLASSES or num_folds < 1 or num_classes % num_folds:
         raise InputError(f"need 2..{MAX_CLASSES} classes divisible by num_folds, got {num_classes} / {num_folds}")
-    if images_per_class < 2 or size < 64:
-        raise InputError(f"need images_per_class >= 2 and size >= 64, got {images_per_class} and {size}")
+    if images_per_class < 2 or size < MIN_SIZE:
+        raise InputError(f"need images_per_class >= 2 and size >= {MIN_SIZE}, got {images_per_class} and {size}")
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(parents=True, exist_ok=True)
