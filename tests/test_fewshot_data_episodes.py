@@ -70,7 +70,9 @@ def test_replays_a_real_dataloader(shots, workers):
 
 
 def test_episode_invariants_and_seeds():
-    many = E.episodes_for_seeds(LISTS, SPLIT, 2, lambda p: QUERY_CLASSES[p[0]], seeds=(321, 5), num_episodes=40)
+    many = E.episodes_for_seeds(
+        LISTS, SPLIT, 2, lambda p: QUERY_CLASSES[p[0]], seeds=(321, 5), num_episodes=40
+    )
     for episodes in many.values():
         for e in episodes:
             assert e.query not in e.supports and len(set(e.supports)) == 2
@@ -96,7 +98,9 @@ def test_binary_label_keeps_ignore():
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    return make_synthetic(tmp_path_factory.mktemp("syn"), num_classes=4, num_folds=2, images_per_class=4, size=128)
+    return make_synthetic(
+        tmp_path_factory.mktemp("syn"), num_classes=4, num_folds=2, images_per_class=4, size=128
+    )
 
 
 def test_synthetic_is_deterministic_and_holds_out_novel_classes(synthetic, tmp_path):
@@ -126,7 +130,9 @@ def test_episode_dataset_items(synthetic):
     assert item["support_images"].shape == (2, 3, 32, 32) and item["support_masks"].shape == (2, 32, 32)
     assert item["raw_label"].shape == (128, 128) and item["class_id"] == episodes[0].class_id
     raw = read_label(synthetic.root / episodes[0].query[1])
-    assert torch.equal(item["raw_label"], torch.from_numpy(E.binary_label(raw, item["class_id"]).astype(np.int64)))
+    assert torch.equal(
+        item["raw_label"], torch.from_numpy(E.binary_label(raw, item["class_id"]).astype(np.int64))
+    )
     assert set(item["support_masks"].unique().tolist()) <= {0, 1, 255} and (item["support_masks"] == 1).any()
     with pytest.raises(IndexError):
         data[5]

@@ -56,7 +56,7 @@ def test_build_lists_on_hand_made_labels(tmp_path):
     for name, values in labels.items():
         atomic_save_image(tmp_path / f"{name}.png", _label(values))
     pool = [(f"{n}.jpg", f"{n}.png") for n in labels]
-    load = lambda p: L.read_label(tmp_path / p)  # noqa: E731
+    load = lambda p: L.read_label(tmp_path / p)
     split = L.pascal_fold(0)
     train = L.build_lists(pool, split.base, load, train=True)
     assert train.items == [("b.jpg", "b.png")]
@@ -66,7 +66,9 @@ def test_build_lists_on_hand_made_labels(tmp_path):
     assert val.class_files[1] == [("../data/VOC/a.jpg", "../data/VOC/a.png")]
     assert val.class_files[2] == [("../data/VOC/d.jpg", "../data/VOC/d.png")]
     assert list(val.class_files) == [1, 2, 3, 4, 5]
-    assert val.data_list_text() == "../data/VOC/a.jpg ../data/VOC/a.png\n../data/VOC/d.jpg ../data/VOC/d.png\n"
+    assert (
+        val.data_list_text() == "../data/VOC/a.jpg ../data/VOC/a.png\n../data/VOC/d.jpg ../data/VOC/d.png\n"
+    )
     assert val.class_files_text().startswith("{1: [('../data/VOC/a.jpg', '../data/VOC/a.png')], 2: [(")
     val.save(tmp_path / "out", 0)
     again = L.read_lists(tmp_path / "out", 0)
@@ -112,3 +114,56 @@ def test_label_reader_rejects_rgb(tmp_path):
     atomic_save_image(tmp_path / "rgb.png", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(InputError, match="single-channel"):
         L.read_label(tmp_path / "rgb.png")
+
+
+def test_coco_label_maps_from_instances_json(tmp_path):
+    import json
+
+    from samkit.fewshot.data.coco import make_label_maps
+
+    cat_ids = [
+        i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
+    ]  # the 80 COCO ids
+    assert len(cat_ids) == 80
+    square = lambda x0, y0, s: [[x0, y0, x0 + s, y0, x0 + s, y0 + s, x0, y0 + s]]
+    doc = {
+        "images": [
+            {"id": 7, "file_name": "COCO_val2014_000000000007.jpg", "height": 80, "width": 80},
+            {"id": 8, "file_name": "COCO_val2014_000000000008.jpg", "height": 80, "width": 80},
+        ],
+        "categories": [{"id": c, "name": str(c)} for c in cat_ids],
+        "annotations": [  # category 13 is the 12th id -> class 12; 90 -> 80; the later one wins the overlap
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 13,
+                "segmentation": square(0, 0, 60),
+                "area": 3600,
+                "bbox": [0, 0, 60, 60],
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 90,
+                "segmentation": square(40, 40, 30),
+                "area": 900,
+                "bbox": [40, 40, 30, 30],
+                "iscrowd": 0,
+            },
+        ],
+    }
+    (tmp_path / "val2014").mkdir()
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_val2014.json").write_text(json.dumps(doc))
+    pool = make_label_maps(tmp_path, "val", progress=False)
+    assert pool == [
+        ("val2014/COCO_val2014_000000000007.jpg", "annotations/val2014/COCO_val2014_000000000007.png")
+    ]
+    label = L.read_label(tmp_path / pool[0][1])
+    assert label[10, 10] == 12 and label[50, 50] == 80 and label[75, 5] == 0
+    assert L.present_classes(label) == [12, 80]
+    split = L.coco_fold(3)  # novel 4, 8, ..., 80: both classes are novel
+    lists = L.build_lists(pool, split.novel, lambda p: L.read_label(tmp_path / p), train=False)
+    # class 12 keeps 60*60 - 20*20 = 3200 px >= 2048; class 80 has 30*30 = 900 px: not counted
+    assert lists.items == pool and lists.class_files[12] == pool and lists.class_files[80] == []

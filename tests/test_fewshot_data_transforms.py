@@ -34,7 +34,9 @@ def test_linear_resize_matches_half_pixel_bilinear(size):
     # torch bilinear with align_corners=False and no antialias is OpenCV's INTER_LINEAR
     image = _image(13, 9)
     ours = T.resize_linear(image, *size)
-    ref = F.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None], size=size, mode="bilinear", align_corners=False)
+    ref = F.interpolate(
+        torch.from_numpy(image).permute(2, 0, 1)[None], size=size, mode="bilinear", align_corners=False
+    )
     assert np.abs(ours - ref[0].permute(1, 2, 0).numpy()).max() < 1e-3
 
 
@@ -58,7 +60,7 @@ def test_scale_rounds_size_half_to_even_and_keeps_values():
 
 def test_randscale_draws_one_uniform():
     rng = ScriptedRng(randoms=[0.5])
-    image, label = T.RandScale((0.8, 1.2))(_image(10, 20), np.zeros((10, 20), np.uint8), rng)
+    image, _label = T.RandScale((0.8, 1.2))(_image(10, 20), np.zeros((10, 20), np.uint8), rng)
     assert image.shape[:2] == (10, 20) and rng.calls == ["random"]  # factor 0.8 + 0.4 * 0.5 = 1.0
     rng = ScriptedRng(randoms=[1.0])
     image, _ = T.RandScale((0.8, 1.2))(_image(10, 20), np.zeros((10, 20), np.uint8), rng)

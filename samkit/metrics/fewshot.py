@@ -38,10 +38,14 @@ class FewShotScores:
     class_iou: tuple[float, ...]
 
 
-def intersection_union(prediction: torch.Tensor, label: torch.Tensor, ignore: int = IGNORE_LABEL) -> torch.Tensor:
+def intersection_union(
+    prediction: torch.Tensor, label: torch.Tensor, ignore: int = IGNORE_LABEL
+) -> torch.Tensor:
     """``[I_bg, I_fg, U_bg, U_fg]`` (int64) of a 0/1 prediction against a 0/1/``ignore`` label."""
     if prediction.shape != label.shape:
-        raise ValueError(f"prediction {tuple(prediction.shape)} and label {tuple(label.shape)} differ in shape")
+        raise ValueError(
+            f"prediction {tuple(prediction.shape)} and label {tuple(label.shape)} differ in shape"
+        )
     valid = label != ignore
     pred = prediction.bool() & valid
     target = (label == 1) & valid

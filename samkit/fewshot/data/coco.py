@@ -22,8 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from samkit.errors import InputError
-from samkit.fewshot.data.lists import COCO_NUM_CLASSES, FewShotLists, Pair, build_lists, coco_fold, read_label
-from samkit.fewshot.data.lists import read_pairs, shipped_path
+from samkit.fewshot.data.lists import (
+    COCO_NUM_CLASSES,
+    FewShotLists,
+    Pair,
+    build_lists,
+    coco_fold,
+    read_label,
+    read_pairs,
+    shipped_path,
+)
 from samkit.io.atomic import atomic_save_image
 
 OFFICIAL_PREFIX = "../data/MSCOCO2014"

@@ -43,7 +43,11 @@ class Episode:
 
 
 def draw_episode(
-    rng: random.Random, query: Pair, classes_in_query: Sequence[int], class_files: dict[int, list[Pair]], shots: int
+    rng: random.Random,
+    query: Pair,
+    classes_in_query: Sequence[int],
+    class_files: dict[int, list[Pair]],
+    shots: int,
 ) -> tuple[int, tuple[Pair, ...]]:
     """Draw the class and ``shots`` supports (draw order) with the official sequence of ``randint`` calls."""
     if not classes_in_query:
@@ -106,7 +110,9 @@ def official_test_episodes(
                 break
             if query not in cache:
                 cache[query] = [c for c in query_classes(query) if c in novel]
-            class_id, drawn = draw_episode(rngs[position % len(rngs)], query, cache[query], lists.class_files, shots)
+            class_id, drawn = draw_episode(
+                rngs[position % len(rngs)], query, cache[query], lists.class_files, shots
+            )
             episodes.append(Episode(query, class_id, novel.index(class_id), tuple(reversed(drawn))))
     return episodes
 

@@ -133,7 +133,8 @@ class FewShotLists:
             return (move(p[0]), move(p[1]))
 
         return FewShotLists(
-            [pair(p) for p in self.items], {c: [pair(p) for p in files] for c, files in self.class_files.items()}
+            [pair(p) for p in self.items],
+            {c: [pair(p) for p in files] for c, files in self.class_files.items()},
         )
 
 
@@ -182,7 +183,9 @@ def read_lists(folder: str | os.PathLike[str], fold: int) -> FewShotLists:
     try:
         raw = ast.literal_eval(_open_text(found[1]))
     except (ValueError, SyntaxError) as error:
-        raise InputError(f"{found[1]} is not a dict literal of class -> [(image, label), ...]: {error}") from None
+        raise InputError(
+            f"{found[1]} is not a dict literal of class -> [(image, label), ...]: {error}"
+        ) from None
     if not isinstance(raw, dict):
         raise InputError(f"{found[1]} must hold a dict of class -> [(image, label), ...]")
     class_files = {int(c): [(str(a), str(b)) for a, b in files] for c, files in raw.items()}
@@ -250,7 +253,11 @@ def build_lists(
         kept = counted_classes(load_label(label_path), classes, train)
         if not kept:
             continue
-        entry = (posixpath.join(prefix, image), posixpath.join(prefix, label_path)) if prefix else (image, label_path)
+        entry = (
+            (posixpath.join(prefix, image), posixpath.join(prefix, label_path))
+            if prefix
+            else (image, label_path)
+        )
         items.append(entry)
         for c in kept:
             class_files[c].append(entry)

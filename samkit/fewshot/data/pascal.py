@@ -15,8 +15,16 @@ import os
 from pathlib import Path
 
 from samkit.errors import InputError
-from samkit.fewshot.data.lists import FewShotLists, Pair, build_lists, pascal_fold, read_label, read_lists, read_pairs
-from samkit.fewshot.data.lists import shipped_path
+from samkit.fewshot.data.lists import (
+    FewShotLists,
+    Pair,
+    build_lists,
+    pascal_fold,
+    read_label,
+    read_lists,
+    read_pairs,
+    shipped_path,
+)
 
 PASCAL_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -65,12 +65,16 @@ def _class_texture(class_id: int, size: int, rng: np.random.Generator) -> np.nda
 
 def render(classes: list[int], size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One image (uint8 HxWx3) and label (uint8 HxW) holding one object per entry of ``classes``."""
-    image = np.clip(rng.normal(110, 25, (1, 1, 3)) + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.float32)
+    image = np.clip(rng.normal(110, 25, (1, 1, 3)) + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(
+        np.float32
+    )
     label = np.zeros((size, size), dtype=np.uint8)
     for order, class_id in enumerate(classes):
         radius = size * (rng.uniform(0.3, 0.38) if order == 0 else rng.uniform(0.12, 0.18))
         cy, cx = rng.uniform(radius, size - radius, 2)
-        mask = _shape_mask(SHAPES[(class_id - 1) % len(SHAPES)], size, cy, cx, radius, rng.uniform(0, math.pi))
+        mask = _shape_mask(
+            SHAPES[(class_id - 1) % len(SHAPES)], size, cy, cx, radius, rng.uniform(0, math.pi)
+        )
         grown = mask.copy()
         for axis in (0, 1):  # a thin band around the object becomes ignore, as in VOC labels
             for shift in range(1, IGNORE_BAND + 1):
@@ -121,9 +125,13 @@ def make_synthetic(
     sometimes, a smaller object of another class; the same arguments always write the same files.
     """
     if not 2 <= num_classes <= MAX_CLASSES or num_folds < 1 or num_classes % num_folds:
-        raise InputError(f"need 2..{MAX_CLASSES} classes divisible by num_folds, got {num_classes} / {num_folds}")
+        raise InputError(
+            f"need 2..{MAX_CLASSES} classes divisible by num_folds, got {num_classes} / {num_folds}"
+        )
     if images_per_class < 2 or size < MIN_SIZE:
-        raise InputError(f"need images_per_class >= 2 and size >= {MIN_SIZE}, got {images_per_class} and {size}")
+        raise InputError(
+            f"need images_per_class >= 2 and size >= {MIN_SIZE}, got {images_per_class} and {size}"
+        )
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(parents=True, exist_ok=True)

@@ -94,12 +94,17 @@ def rotation_matrix(center_x: float, center_y: float, degrees: float) -> np.ndar
     a = math.cos(math.radians(degrees))
     b = math.sin(math.radians(degrees))
     return np.array(
-        [[a, b, (1 - a) * center_x - b * center_y], [-b, a, b * center_x + (1 - a) * center_y]], dtype=np.float64
+        [[a, b, (1 - a) * center_x - b * center_y], [-b, a, b * center_x + (1 - a) * center_y]],
+        dtype=np.float64,
     )
 
 
 def rotate(
-    image: np.ndarray, label: np.ndarray, degrees: float, pad_value: Sequence[float], ignore: int = IGNORE_LABEL
+    image: np.ndarray,
+    label: np.ndarray,
+    degrees: float,
+    pad_value: Sequence[float],
+    ignore: int = IGNORE_LABEL,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rotate about the image centre (``w/2, h/2``), same size; outside pixels get the pad values."""
     h, w = label.shape
@@ -142,7 +147,9 @@ def gaussian_blur(image: np.ndarray) -> np.ndarray:
     rows = sum(BLUR_KERNEL[i] * padded[i : i + img.shape[0]] for i in range(len(BLUR_KERNEL)))
     pad = [(0, 0), (radius, radius)] + [(0, 0)] * (img.ndim - 2)
     padded = np.pad(rows, pad, mode="reflect")
-    return sum(BLUR_KERNEL[i] * padded[:, i : i + img.shape[1]] for i in range(len(BLUR_KERNEL))).astype(np.float32)
+    return sum(BLUR_KERNEL[i] * padded[:, i : i + img.shape[1]] for i in range(len(BLUR_KERNEL))).astype(
+        np.float32
+    )
 
 
 def pad_to(
@@ -168,7 +175,9 @@ class RandScale:
 
     scale: tuple[float, float]
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: random.Random
+    ) -> tuple[np.ndarray, np.ndarray]:
         factor = self.scale[0] + (self.scale[1] - self.scale[0]) * rng.random()
         return scale(image, label, factor)
 
@@ -182,7 +191,9 @@ class RandRotate:
     ignore: int = IGNORE_LABEL
     p: float = ROTATE_P
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: random.Random
+    ) -> tuple[np.ndarray, np.ndarray]:
         if rng.random() < self.p:
             angle = self.degrees[0] + (self.degrees[1] - self.degrees[0]) * rng.random()
             return rotate(image, label, angle, self.pad_value, self.ignore)
@@ -195,7 +206,9 @@ class RandomGaussianBlur:
 
     p: float = BLUR_P
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: random.Random
+    ) -> tuple[np.ndarray, np.ndarray]:
         if rng.random() < self.p:
             return gaussian_blur(image), label
         return image, label
@@ -207,7 +220,9 @@ class RandomHorizontalFlip:
 
     p: float = FLIP_P
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: random.Random
+    ) -> tuple[np.ndarray, np.ndarray]:
         if rng.random() < self.p:
             return image[:, ::-1].copy(), label[:, ::-1].copy()
         return image, label
@@ -225,7 +240,9 @@ class RandomCrop:
     pad_value: tuple[float, float, float] = IMAGENET_MEAN_255
     ignore: int = IGNORE_LABEL
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: random.Random
+    ) -> tuple[np.ndarray, np.ndarray]:
         image, label = pad_to(image, label, self.size, self.size, self.pad_value, self.ignore)
         h, w = label.shape
         total = int(np.sum(label == 1))
@@ -269,7 +286,9 @@ class Compose:
 
 def train_transform(scale_range: tuple[float, float] = PASCAL_SCALE, size: int = CROP_SIZE) -> Compose:
     """The official training pipeline: RandScale, RandRotate, GaussianBlur, HFlip, RandomCrop."""
-    return Compose([RandScale(scale_range), RandRotate(), RandomGaussianBlur(), RandomHorizontalFlip(), RandomCrop(size)])
+    return Compose(
+        [RandScale(scale_range), RandRotate(), RandomGaussianBlur(), RandomHorizontalFlip(), RandomCrop(size)]
+    )
 
 
 def eval_transform(size: int = CROP_SIZE) -> Compose:
