@@ -94,6 +94,8 @@ class Trainer:
         self.step = 0
         self.best: dict[str, Any] = {"metric": engine.best_metric, "value": None, "step": None}
         self.metrics: dict[str, float] = {}
+        self.log_sums: dict[str, float] = {}
+        self.log_count = 0
         self._seed_rank()
         self.wrapped = self._wrap()
 
@@ -138,6 +140,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["scheduler"])
         self.step, self.best, self.metrics = int(checkpoint["step"]), dict(checkpoint["best"]), dict(checkpoint["metrics"])
+        self.log_sums, self.log_count = dict(checkpoint["log_window"]["sums"]), int(checkpoint["log_window"]["count"])
         states = checkpoint["rng"]
         if checkpoint["world_size"] != self.context.world_size:
             warnings.warn(f"resuming a {checkpoint['world_size']}-process run with {self.context.world_size} "
@@ -157,6 +160,7 @@ class Trainer:
             optimizer=self.optimizer.state_dict(), scheduler=self.schedule.state_dict(), rng=states,
             step=self.step, sampler={"epoch": epoch, "batch": batch, "seed": self.engine.seed},
             best=self.best, metrics=self.metrics, engine=self.engine.to_dict(), world_size=self.context.world_size,
+            log_window={"sums": self.log_sums, "count": self.log_count},
         )
 
     def _update_best(self, metrics: Mapping[str, float]) -> None:
@@ -212,8 +216,10 @@ class Trainer:
         self.optimizer.step()
         return logs
 
-    def _log_train(self, sums: dict[str, float], count: int, lr: float, bar: Any) -> None:
-        means = mean_over_ranks({name: value / count for name, value in sums.items()}, self.context)
+    def _log_train(self, lr: float, bar: Any) -> None:
+        """Log the means over the steps since the last train record (this window survives a resume)."""
+        means = mean_over_ranks({name: value / self.log_count for name, value in self.log_sums.items()}, self.context)
+        self.log_sums, self.log_count = {}, 0
         if self.context.is_main:
             self.log.append({"kind": "train", "step": self.step, "epoch": self.step / self.steps_per_epoch,
                              "lr": lr, **means})
@@ -227,8 +233,6 @@ class Trainer:
 
             bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True)
         set_train_mode(self.model, self.plan)
-        sums: dict[str, float] = {}
-        count = 0
         while self.step < self.total_steps:
             epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
             sampler = TrainBatchSampler(len(self.train_set), self.engine.batch_size, rank=self.context.rank,
@@ -237,14 +241,13 @@ class Trainer:
             for batch in make_loader(self.train_set, sampler, self.task, self.engine):
                 lr = self.schedule.apply(self.step)
                 for name, value in self._train_step(to_device(batch, self.context.device)).items():
-                    sums[name] = sums.get(name, 0.0) + value
-                count += 1
+                    self.log_sums[name] = self.log_sums.get(name, 0.0) + value
+                self.log_count += 1
                 self.step += 1
                 if bar is not None:
                     bar.update(1)
                 if self.step % self.engine.log_every_iterations == 0 or self.step == self.total_steps:
-                    self._log_train(sums, count, lr, bar)
-                    sums, count = {}, 0
+                    self._log_train(lr, bar)
                 evaluated = self._eval_due()
                 if evaluated:
                     self._validate()
