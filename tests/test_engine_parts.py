@@ -35,7 +35,8 @@ def test_global_batches_do_not_depend_on_the_number_of_ranks():
     for step, batch in enumerate(single):
         assert sorted(rank0[step] + rank1[step]) == sorted(batch)
         assert rank0[step] == batch[0::2] and rank1[step] == batch[1::2]
-    assert sorted(sum(single, [])) == sorted(set(sum(single, [])))  # no repeats within an epoch
+    flat = [index for batch in single for index in batch]
+    assert sorted(flat) == sorted(set(flat))  # no repeats within an epoch
     assert _batches(1, start=3) == [single[3:]]  # resuming mid-epoch continues the same order
     assert _batches(1, epoch=1) != [single]  # a new epoch reshuffles
 
@@ -50,7 +51,7 @@ def test_sampler_rejects_bad_sizes():
 def test_eval_shards_cover_every_sample_once():
     shards = [[i for batch in EvalBatchSampler(11, 2, rank=r, world_size=3, seed=0) for i, _ in batch]
               for r in range(3)]
-    assert sorted(sum(shards, [])) == list(range(11))
+    assert sorted(index for shard in shards for index in shard) == list(range(11))
     assert shards[0] == [0, 3, 6, 9]
 
 

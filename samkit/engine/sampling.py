@@ -13,6 +13,7 @@ number of ranks or DataLoader workers, nor on where a run was interrupted.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -85,7 +86,7 @@ class EvalBatchSampler(Sampler[list[SampleKey]]):
         self.batch_size, self.seed = batch_size, seed
 
     def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
+        return math.ceil(len(self.indices) / self.batch_size)
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         for start in range(0, len(self.indices), self.batch_size):
