@@ -1,0 +1,1 @@
+"""ReferSAM referring segmentation head."""
