@@ -244,8 +244,6 @@ def normalize_prompts(
     normalized: dict[int, list[Any]] = {}
     for obj_id, value in prompts.items():
         key = check_obj_id(obj_id)
-        if key in normalized:
-            raise InputError(f"{head}: object id {key} appears twice in prompts (as {obj_id!r})")
         normalized[key] = _prompt_list(value, key, allowed, names, head)
     return normalized
 
