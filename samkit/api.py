@@ -20,6 +20,7 @@ from samkit.registry import HeadSpec, get_spec, list_specs
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Self
 
 __all__ = ["LOAD_KEYWORDS", "Segmenter", "list_models", "load", "resolve_device"]
 
@@ -108,7 +109,7 @@ class Segmenter(abc.ABC):
         if self._closed:
             raise InputError(f"this {type(self).__name__} is closed; load a new one with samkit.load(...)")
 
-    def __enter__(self) -> Segmenter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 import samkit
+from samkit.backbones.tiny import build_tiny_sam, build_tiny_sam2
+from samkit.checkpoints import UntrainedWeightsWarning
+from samkit.errors import InputError
 from samkit.image.segmenter import (
     ImageSegmenter,
     build_image_segmenter,
     mask_to_sam2_logits,
     mask_to_sam_logits,
 )
-from samkit.backbones.tiny import build_tiny_sam, build_tiny_sam2
-from samkit.checkpoints import UntrainedWeightsWarning
-from samkit.errors import InputError
 
 pytestmark = pytest.mark.filterwarnings("ignore::samkit.checkpoints.UntrainedWeightsWarning")
 

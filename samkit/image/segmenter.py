@@ -114,7 +114,7 @@ class ImageSegmenter(Segmenter):
     ) -> ImageResult:
         """Masks for one object (``prompt``) or several (``prompts={obj_id: prompt(s)}``) in image ``inputs``.
 
-        One object: ``multimask_output=True`` returns the predictor's 3 candidates (obj_ids None).
+        One object: ``multimask_output=True`` returns the predictor's 3 candidates of that object.
         Several objects: one mask per object in ascending obj_id order (the best-scoring candidate
         when ``multimask_output``). No prompt at all: the model's unprompted guess.
         Masks are bool (N, H, W) at the image resolution, scores float32 (N,), logits low-res (N, h, w).
