@@ -165,9 +165,10 @@ class VideoResult:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
-        close_frames = getattr(self._frames, "close", None)
-        if callable(close_frames):
-            close_frames()
+        elif self._collected is None:
+            close_frames = getattr(self._frames, "close", None)
+            if callable(close_frames):
+                close_frames()
         self._release_video()
 
     def with_progress(self, description: str, position: int = 0) -> VideoResult:
@@ -269,6 +270,9 @@ class VideoResult:
                         )
                 yield frame
         finally:
+            close_source = getattr(frames, "close", None)
+            if callable(close_source):
+                close_source()
             self._release_video()
 
     def _with_bar(self, description: str, position: int) -> Generator[FrameResult, None, None]:
