@@ -1,6 +1,7 @@
 """Video sources: frame folders, video files, lists and generators, read lazily and in the right order."""
 
 import itertools
+import os
 import random
 
 import av
@@ -328,3 +329,116 @@ def test_mp4_random_access_falls_back_when_timestamps_do_not_match(mp4_path, mon
     for index in (20, 4, 12, 0, 22):
         assert np.array_equal(video[index], forward[index]), index
     assert video._packets.seekable is False
+
+
+# ---------------------------------------------------------------- containers without a frame count
+
+
+def write_video(path, codec, count, options=None, gop=5, fps=10):
+    """A video of ``count`` flat frames (colour ``frame_colour(i)``) in the container its suffix names."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.gop_size = gop
+        for index in range(count):
+            frame = av.VideoFrame.from_ndarray(flat_frame(frame_colour(index)), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+HEADERLESS = [("clip.mkv", "libx264", {"crf": "10", "bf": "2"}), ("clip.mkv", "mpeg4", {"qscale": "2"}),
+              ("clip.webm", "libvpx", {"crf": "4", "b": "1M"}), ("clip.webm", "libvpx-vp9", {"crf": "4"})]
+
+
+@pytest.mark.parametrize("name, codec, options", HEADERLESS, ids=[f"{n}-{c}" for n, c, _ in HEADERLESS])
+def test_mkv_and_webm_know_their_length_on_opening(tmp_path, monkeypatch, name, codec, options):
+    path = tmp_path / name
+    write_video(path, codec, count=23, options=options)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0  # the container does not state the count
+    demuxes = []
+    original = FileVideo._read_packet_index
+    monkeypatch.setattr(FileVideo, "_read_packet_index", lambda self: demuxes.append(1) or original(self))
+    decodes = count_decodes(monkeypatch)
+    with open_video(path) as video:
+        assert (video.num_frames, len(video)) == (23, 23)
+        assert len(demuxes) == 1 and decodes == [1]  # counted from packets: only frame 0 was decoded
+        forward = list(video)
+        assert len(forward) == 23
+        for index in reversed(range(23)):
+            assert np.array_equal(video[index], forward[index]), index
+        with pytest.raises(FrameIndexError):
+            video[23]
+    assert len(demuxes) == 1
+    for index, frame in enumerate(forward):
+        assert np.abs(frame.reshape(-1, 3).mean(axis=0) - frame_colour(index)).max() < 6, index
+
+
+def count_decodes(monkeypatch):
+    """A list holding the number of frames ``FileVideo`` has decoded so far (updated in place)."""
+    decoded = [0]
+    original = FileVideo._decode
+
+    def counting(container):
+        for frame in original(container):
+            decoded[0] += 1
+            yield frame
+
+    monkeypatch.setattr(FileVideo, "_decode", staticmethod(counting))
+    return decoded
+
+
+# ---------------------------------------------------------------- file handles
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_file_video_close_releases_every_handle_and_reading_reopens(mp4_path):
+    before = open_descriptors()
+    video = FileVideo(mp4_path)
+    video[5]
+    running = iter(video)
+    next(running)
+    assert not video.closed and open_descriptors() > before
+    video.close()
+    assert video.closed and open_descriptors() == before
+    with pytest.raises(StopIteration):  # the running iteration was ended
+        next(running)
+    with FileVideo(mp4_path) as reference:
+        expected = list(reference)
+    assert np.array_equal(video[7], expected[7])  # reading again reopens the file
+    assert not video.closed
+    video.close()
+    video.close()  # idempotent
+    assert video.closed and open_descriptors() == before
+
+
+def test_finished_iteration_and_release_close_the_file(mp4_path):
+    before = open_descriptors()
+    video = FileVideo(mp4_path)
+    video.release()
+    assert video.closed and open_descriptors() == before
+    frames = list(video)  # an iteration run to its end closes its own handle
+    assert len(frames) == 23 and video.closed and open_descriptors() == before
+    with open_video(mp4_path) as other:
+        other[3]
+    assert other.closed and open_descriptors() == before
+
+
+def test_fork_reads_with_its_own_decoder_and_cache(mp4_path, monkeypatch):
+    video = FileVideo(mp4_path, cache_frames=4)
+    with FileVideo(mp4_path) as reference:
+        expected = list(reference)
+    video[20]
+    cached = list(video._cache)
+    twin = video.fork()
+    assert twin.closed and twin.num_frames == 23 and not video.closed
+    for index in range(23):
+        assert np.array_equal(twin[index], expected[index]), index
+    assert list(video._cache) == cached  # the original's cache is untouched
+    twin.close()
+    assert not video.closed and np.array_equal(video[19], expected[19])

@@ -206,7 +206,7 @@ def test_video_result_rejects_wrong_shapes_and_items():
 
 
 def test_save_davis_streams_with_source_frame_names(tmp_path, monkeypatch):
-    from samkit import results as results_module
+    from samkit.results import writers as results_module
 
     produced, written = [], []
     original = results_module.write_palette_png

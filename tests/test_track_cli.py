@@ -76,6 +76,16 @@ def names(stems) -> list[str]:
     return sorted(f"{stem}.png" for stem in stems)
 
 
+def api_labels(video, prompts, head, **options) -> np.ndarray:
+    """Label maps of the python API's masks for the same video and prompts (an independent model load)."""
+    tree = options.pop("tree", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        segmenter = samkit.load(head, backbone="tiny-sam2", device="cpu", **({"tree": tree} if tree else {}))
+    with segmenter.predict(video, prompts=prompts, **options) as result:
+        return np.stack([frame.label_map((HEIGHT, WIDTH)) for frame in result])
+
+
 @pytest.fixture(scope="module")
 def davis_run(data, tmp_path_factory):
     """Both objects of the palette mask, tracked with ``--tree sam2`` through the whole video."""
@@ -127,7 +137,10 @@ def test_points_with_several_clicks_and_labels(data, tmp_path, calls):
     np.testing.assert_array_equal(points.labels, [1, 0, 1])
     assert kwargs == {"reverse": False, "max_frames": 2}
     assert png_names(tmp_path) == names(STEMS[:2])
-    assert set(np.unique(read_labels(tmp_path, STEMS[:2]))) <= {0, 2}
+    labels = read_labels(tmp_path, STEMS[:2])
+    assert (labels == 2).any()  # object 2 is really there, not an all-background result
+    expected = api_labels(data / "video", {2: points}, "sam2", max_frames=2)
+    np.testing.assert_array_equal(labels, expected)
 
 
 def test_box_on_a_later_frame_tracks_from_that_frame(data, tmp_path, calls):
@@ -189,12 +202,13 @@ def test_overlay_output_is_a_video_of_the_tracked_frames(data, tmp_path):
 def test_tree_presets_give_a_valid_run(data, tmp_path, calls, tree, extra, expected):
     options = ["--mask", str(data / "labels.png"), "--tree", tree, *extra, "--max-frames", "3"]
     assert track(data, tmp_path, *options) == 0
-    (segmenter, _, _), = calls
+    (segmenter, prompts, _), = calls
     assert segmenter.tree == expected
     assert png_names(tmp_path) == names(STEMS[:3])
     labels = read_labels(tmp_path, STEMS[:3])
-    assert set(np.unique(labels)) <= {0, 1, 2}
-    assert set(np.unique(labels[0])) == {0, 1, 2}
+    assert set(np.unique(labels[0])) == {0, 1, 2}  # both objects on their prompt frame
+    np.testing.assert_array_equal(labels, api_labels(data / "video", prompts, "sam2long", tree=expected,
+                                                     max_frames=3))
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +265,46 @@ def test_bad_options_are_usage_errors(data, tmp_path, capsys, options, flag):
         main(["track", str(data / "video"), "--out", str(tmp_path), *options])
     assert exit_info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_reverse_from_the_default_frame_0_is_an_error_not_an_empty_result(data, tmp_path, capsys, calls):
+    out = tmp_path / "out"
+    assert track(data, out, "--mask", str(data / "labels.png"), "--reverse") == 2
+    err = capsys.readouterr().err
+    assert "--reverse tracks from the prompt frame towards frame 0" in err and "--frame N" in err
+    assert not calls and not out.exists()
+
+
+def encode(frames, path, codec, options):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10, options=options)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name, codec, options", [
+    ("clip.mkv", "libx264", {"crf": "12", "bf": "2"}),
+    ("clip.webm", "libvpx", {"crf": "4", "b": "1M"}),
+])
+def test_mkv_and_webm_track_through_the_api_and_the_cli(sample, data, tmp_path, name, codec, options):
+    path = encode(sample.frames, tmp_path / name, codec, options)
+    with av.open(str(path)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        assert container.streams.video[0].frames == 0  # no frame count in the container
+    assert len(decoded) == NUM_FRAMES
+    prompts = {obj_id: samkit.Mask(sample.masks[obj_id][0]) for obj_id in (1, 2)}
+    from_file = api_labels(path, prompts, "sam2")
+    assert len(from_file) == NUM_FRAMES and (from_file == 1).any() and (from_file == 2).any()
+    np.testing.assert_array_equal(from_file, api_labels(decoded, prompts, "sam2"))  # the file's own frames
+
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["track", str(path), "--mask", str(data / "labels.png"), "--tree", "sam2", "--out", str(out),
+                     *MODEL]) == 0
+    np.testing.assert_array_equal(read_labels(out, [f"{index:05d}" for index in range(NUM_FRAMES)]), from_file)

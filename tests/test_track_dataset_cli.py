@@ -104,10 +104,18 @@ def davis(tmp_path_factory):
 def test_davis_outputs_are_scored_by_eval_vos(davis, capsys):
     root, out = davis
     assert sorted(path.name for path in out.iterdir()) == ["bear", "camel"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sam2 = samkit.load("sam2", backbone="tiny-sam2", device="cpu")
     for name in ("bear", "camel"):
         assert sorted(path.stem for path in (out / name).glob("*.png")) == stems(5)
-        labels = np.asarray(Image.open(out / name / "00000.png"))
-        assert labels.shape == (HEIGHT, WIDTH) and set(np.unique(labels)) == {0, 1, 2}
+        labels = np.stack([np.asarray(Image.open(out / name / f"{stem}.png")) for stem in stems(5)])
+        assert labels.shape == (5, HEIGHT, WIDTH) and set(np.unique(labels[0])) == {0, 1, 2}
+        first = np.asarray(Image.open(root / "Annotations" / "480p" / name / "00000.png"))
+        prompts = {obj_id: samkit.Mask(first == obj_id) for obj_id in (1, 2)}
+        with sam2.predict(root / "JPEGImages" / "480p" / name, prompts=prompts) as result:
+            expected = np.stack([frame.label_map((HEIGHT, WIDTH)) for frame in result])
+        np.testing.assert_array_equal(labels, expected)  # exactly the python API's masks
     val = root / "ImageSets" / "2017" / "val.txt"
     for protocol in ("sav", "davis"):
         options = ("--videos", str(val), "--protocol", protocol)

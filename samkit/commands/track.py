@@ -73,7 +73,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--format", choices=VIDEO_FORMATS, default="davis",
                         help="output format (default davis)")
-    parser.add_argument("--reverse", action="store_true", help="propagate towards the first frame")
+    parser.add_argument("--reverse", action="store_true",
+                        help="propagate from the prompt frame towards the first frame (needs --frame > 0)")
     parser.add_argument("--max-frames", type=int_at_least(1), default=None,
                         help="track at most this many frames, the prompt frame included")
     add_model_arguments(parser)
@@ -187,6 +188,10 @@ def check_prompts_fit(
 ) -> None:
     """The prompt frame lies in the video, a mask has the frame's size, clicks / box lie in the frame."""
     width, height = video.width, video.height
+    if args.reverse and args.frame == 0:
+        raise InputError("--reverse tracks from the prompt frame towards frame 0, so with the prompt on "
+                         "frame 0 there is nothing to track: give the frame the prompt is on with --frame N "
+                         "(N > 0), or drop --reverse")
     if video.num_frames is not None and args.frame >= video.num_frames:
         raise InputError(f"--frame {args.frame} is outside the video: {video.describe()} has "
                          f"{video.num_frames} frames (0..{video.num_frames - 1})")
@@ -210,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
         check_prompts_fit(args, prompts, video)
         tracker = build_tracker(args)
         result = tracker.predict(video, prompts=prompts, reverse=args.reverse, max_frames=args.max_frames)
-        where = result.with_progress(Path(args.video).name).save(args.out, format=args.format)
+        with result.with_progress(Path(args.video).name) as shown:
+            where = shown.save(args.out, format=args.format)
     print(f"tracked objects {sorted(prompts)} through {args.video}: {args.format} output in {where}")
     if not tracker.config.get("trained", False):
         print("NOTE: no --checkpoint was given, so the weights are random and the masks are not meaningful")

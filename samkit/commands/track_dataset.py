@@ -96,9 +96,8 @@ def report_failure(name: str, error: Exception) -> None:
 def track_video(tracker: LongVideoSegmenter, entry: VideoEntry, out: str, output_format: str) -> None:
     """Track one benchmark video from its annotations and write its outputs to ``{out}/{video}``."""
     result = tracker.predict(entry.frames_dir, prompts=entry.prompts())
-    result.with_progress(entry.name, position=VIDEO_BAR).save(
-        os.path.join(out, entry.name), format=output_format, object_names=entry.object_names
-    )
+    with result.with_progress(entry.name, position=VIDEO_BAR) as shown:
+        shown.save(os.path.join(out, entry.name), format=output_format, object_names=entry.object_names)
 
 
 def run(args: argparse.Namespace) -> int:
