@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from samkit.backbones.tiny import build_tiny_sam2
+from samkit.longvideo.hooks import KeyWeightHook, MemoryCapture
 from samkit.longvideo.memory import (
-    KeyWeightHook,
-    MemoryCapture,
     TrackedFrames,
     key_token_weights,
     memory_scores,

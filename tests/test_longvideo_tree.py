@@ -13,10 +13,14 @@ from samkit.longvideo.tree import (
     TRACKED,
     Choice,
     Node,
+    bound_pending,
     candidate_score,
     chain,
     common_ancestor,
+    frontier,
     greedy_candidate,
+    nodes_on,
+    release,
     select_pathways,
 )
 
@@ -43,6 +47,14 @@ def test_presets():
 def test_invalid_config_is_input_error(changes):
     with pytest.raises(InputError, match=next(iter(changes))):
         TreeConfig(**changes)
+
+
+def test_max_pending_frames_default_and_validation():
+    assert TreeConfig.paper().max_pending_frames == TreeConfig.official().max_pending_frames >= 200
+    assert TreeConfig(max_pending_frames=None).max_pending_frames is None  # no bound: always the end backtrack
+    for bad in (0, -3, 2.5, True, "10"):
+        with pytest.raises(InputError, match="max_pending_frames"):
+            TreeConfig(max_pending_frames=bad)
 
 
 def test_memory_validity_rule():
@@ -162,3 +174,62 @@ def test_unreachable_nodes_are_freed():
     # only the tip and the valid frames its memory still remembers stay alive
     assert Node.alive == before + 1 + len(tip.history)
     assert [n.frame for n in tip.history] == list(range(1, 20, 2))
+
+
+def never_merging(num_frames, max_pending, num_pathways=3, reverse=False):
+    """Stream ``num_frames`` frames whose P pathways never share a node again (each slot always takes its own
+    candidate), committing as the tracker does. Returns (peak frames waiting, peak live nodes, emitted frames,
+    pending count per step)."""
+    gc.collect()
+    base = Node.alive
+    first = 200 if reverse else 0
+    step = -1 if reverse else 1
+    order = [first + step * position for position in range(num_frames)]
+    slots = [[Node(order[0], None, PROMPT)] * num_pathways, None]  # a second, not yet prompted object
+    emitted, emitted_frames, waiting, peak_nodes = 1, [order[0]], [], 0
+    for position in range(1, num_frames):
+        frame = order[position]
+        slots = [None if beam is None else [Node(frame, node, TRACKED, candidate=slot) for slot, node in enumerate(beam)]
+                 for beam in slots]
+        slots = bound_pending(slots, order[0], reverse, position, max_pending)
+        final = frontier(slots, order[0], reverse, position)
+        if final is not None and final >= emitted:
+            heads = [None if beam is None else common_ancestor(beam) for beam in slots]
+            frames = order[emitted:final + 1]
+            committed = [nodes_on(head, frames) for head in heads if head is not None]
+            assert all(sorted(nodes) == sorted(frames) for nodes in committed)
+            release(committed)
+            emitted_frames += frames
+            emitted = final + 1
+        waiting.append(position + 1 - emitted)
+        peak_nodes = max(peak_nodes, Node.alive - base)
+    return max(waiting), peak_nodes, emitted_frames, waiting
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_pending_frames_stay_bounded_when_pathways_never_merge(reverse):
+    cap = 4
+    short = never_merging(30, cap, reverse=reverse)
+    long = never_merging(120, cap, reverse=reverse)
+    assert short[0] == long[0] == cap - 1  # frames waiting: flat, below the cap
+    assert long[1] == short[1] <= 3 * cap + 1  # live nodes: flat
+    order = [200 - i if reverse else i for i in range(120)]
+    assert long[2] == order[:len(long[2])] and len(long[2]) > 120 - cap  # every frame once, in order
+    unbounded = never_merging(120, None, reverse=reverse)
+    assert unbounded[0] == 119 and unbounded[2] == order[:1]  # without the cap nothing is final until the end
+    assert unbounded[1] > 3 * 100
+
+
+def test_bound_pending_keeps_only_the_best_pathway_of_lagging_objects():
+    prompt = Node(0, None, PROMPT)
+    a1, b1 = Node(1, prompt, TRACKED), Node(1, prompt, TRACKED, candidate=1)
+    a2, b2 = Node(2, a1, TRACKED), Node(2, b1, TRACKED)
+    merged = Node(1, prompt, TRACKED)
+    c2, d2 = Node(2, merged, TRACKED), Node(2, merged, TRACKED, candidate=2)
+    slots = [[a2, b2, b2], [c2, d2, c2], None]
+    assert frontier(slots, 0, False, 2) == 0
+    # object 0 has waited 2 frames (since the prompt), object 1 only 1 frame (since frame 1)
+    bounded = bound_pending(slots, 0, False, 2, 2)
+    assert bounded[0] == [a2, a2, a2] and bounded[1] == [c2, d2, c2] and bounded[2] is None
+    assert frontier(bounded, 0, False, 2) == 1
+    assert bound_pending(slots, 0, False, 2, 3) == slots and bound_pending(slots, 0, False, 2, None) == slots

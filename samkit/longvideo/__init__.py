@@ -13,7 +13,7 @@ from samkit.longvideo.config import TreeConfig
 
 _LAZY = {
     "LongVideoSegmenter": "samkit.longvideo.segmenter",
-    "LongVideoSession": "samkit.longvideo.segmenter",
+    "LongVideoSession": "samkit.longvideo.session",
     "build_longvideo_segmenter": "samkit.longvideo.segmenter",
     "TreeTracker": "samkit.longvideo.predictor",
 }

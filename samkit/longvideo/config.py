@@ -23,6 +23,10 @@ MAX_VALID_SCAN = 15
 IOU_ROUND_DECIMALS = 2
 LOG_EPSILON = 1e-5
 NO_WEIGHTING = (1.0, 1.0)
+DEFAULT_MAX_PENDING_FRAMES = 300
+"""Frames an object's pathways may go without sharing an ancestor before the best one is committed. Pathways
+of real videos merge within a few frames (every confident frame collapses them), so this is a safety bound on
+memory (up to P memory encodings and masks per waiting frame), not a setting that changes results."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,21 @@ class TreeConfig:
       all three output tokens at once.
     * ``batch_pathways``: run an object's distinct pathways through memory attention (grouped by
       memory length), the SAM heads and the memory encoder as one batch instead of one by one.
-      Pathways that collapsed onto one node are computed once either way. Faster when pathways stay
-      distinct (measured 13-25 % less CPU time per frame, tiny model at 128 px and Hiera-T at 256 px),
-      but not bit-identical: the mask decoder and memory encoder kernels change with the batch size,
-      so logits differ by float noise (measured <= 1e-6 on CPU, fp32; masks identical in the tests).
-      Off by default for that reason.
+      Pathways that collapsed onto one node are computed once either way. Meant to be faster when
+      pathways stay distinct (``benchmarks/longvideo.py`` measures it), but not bit-identical: the
+      mask decoder and memory encoder kernels change with the batch size, so logits differ by float
+      noise (``tests/test_longvideo_batching.py`` bounds it; masks identical there). Off by default.
+    * ``max_pending_frames``: a frame is yielded once every pathway of every object passes through
+      it, which equals backtracking the best pathway at the end of the video. When an object's
+      pathways have not shared a frame for this many frames, its best pathway (slot 0) is committed
+      and the others dropped, so memory stays bounded even if pathways never merge. The only case
+      where output can differ from the end-of-video backtrack; ``None``: no bound.
+    * ``corrections_as_cond``: a prompt on a frame this object was already tracked on (a
+      correction) becomes a conditioning (prompt) frame (``True``: every later propagation keeps it
+      and restarts the pathways there) or stays a non-conditioning frame that the next propagation
+      through it recomputes (``False``); ``None`` follows the SAM 2 model's own
+      ``add_all_frames_to_correct_as_cond`` (``False`` in sam2's ``SAM2VideoPredictor``), as
+      ``TreeConfig.sam2()`` does. A prompt on a frame not yet tracked is always a conditioning frame.
     """
 
     num_pathways: int = PAPER_PATHWAYS
@@ -62,6 +76,8 @@ class TreeConfig:
     iou_round_decimals: int = IOU_ROUND_DECIMALS
     log_epsilon: float = LOG_EPSILON
     batch_pathways: bool = False
+    max_pending_frames: int | None = DEFAULT_MAX_PENDING_FRAMES
+    corrections_as_cond: bool | None = True
 
     def __post_init__(self) -> None:
         if isinstance(self.num_pathways, bool) or not isinstance(self.num_pathways, int) or self.num_pathways < 1:
@@ -90,6 +106,15 @@ class TreeConfig:
             raise InputError(f"TreeConfig.log_epsilon must be a positive number, got {self.log_epsilon!r}")
         if not isinstance(self.batch_pathways, bool):
             raise InputError(f"TreeConfig.batch_pathways must be True or False, got {self.batch_pathways!r}")
+        if self.max_pending_frames is not None and (
+            isinstance(self.max_pending_frames, bool) or not isinstance(self.max_pending_frames, int)
+            or self.max_pending_frames < 1
+        ):
+            raise InputError(f"TreeConfig.max_pending_frames must be an int >= 1 or None, got {self.max_pending_frames!r}")
+        if not (self.corrections_as_cond is None or isinstance(self.corrections_as_cond, bool)):
+            raise InputError(
+                f"TreeConfig.corrections_as_cond must be True, False or None, got {self.corrections_as_cond!r}"
+            )
 
     @property
     def filters_memory(self) -> bool:
@@ -122,8 +147,9 @@ class TreeConfig:
 
     @classmethod
     def sam2(cls) -> TreeConfig:
-        """One pathway, no memory filtering, no key weighting: exactly SAM 2."""
-        return cls(num_pathways=1, iou_threshold=None, require_object_present=False, key_weight_range=NO_WEIGHTING)
+        """One pathway, no memory filtering, no key weighting, corrections as the SAM 2 model says: exactly SAM 2."""
+        return cls(num_pathways=1, iou_threshold=None, require_object_present=False, key_weight_range=NO_WEIGHTING,
+                   corrections_as_cond=None)
 
 
 def _finite(value: object) -> bool:

@@ -6,16 +6,14 @@ memory filtering the remembered frames are *re-keyed* to ``t-1, t-2, ...`` (``t+
 by rank, so upstream's fixed-offset window (6 spatial frames, 15 pointers) becomes SAM2Long's
 rank-based selection; without filtering they keep their real frame indices, which is SAM 2 itself.
 
-Key weighting (SAM2Long's rank-based modulation) multiplies the cross-attention key *input*
-(memory + position, before ``k_proj``) of every memory token by a per-frame / per-pointer weight. It
-is applied by forward pre-hooks on each ``RoPEAttention`` cross-attention layer, which scale their
-``k`` argument (bit-identical to the official in-layer multiplication).
+Key weighting (SAM2Long's rank-based modulation) multiplies the cross-attention key input of every
+memory token by a per-frame / per-pointer weight: ``key_token_weights`` computes the weights, and
+``hooks.KeyWeightHook`` applies them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from samkit.longvideo.tree import Node
@@ -162,92 +160,6 @@ def key_token_weights(
         pointer_weights = rank_weights(pointer_scores, low, high, bf16_levels=bf16_pointer_levels)
         parts.append(pointer_weights.repeat_interleave(tokens_per_pointer))
     return torch.cat(parts)
-
-
-class KeyWeightHook:
-    """Scales the ``k`` input of every memory-attention cross-attention layer by per-token weights.
-
-    Weights are ``[N]`` (one pathway, or the same for the whole batch) or ``[B, N]`` (one row per
-    batch entry). Inactive (a no-op) outside ``with hook.weights(w):``. ``remove()`` detaches it.
-    """
-
-    def __init__(self, memory_attention: torch.nn.Module) -> None:
-        self._weights: torch.Tensor | None = None
-        self._handles = [
-            layer.cross_attn_image.register_forward_pre_hook(self._scale_keys, with_kwargs=True)
-            for layer in memory_attention.layers
-        ]
-
-    def _scale_keys(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        weights = self._weights
-        if weights is None:
-            return None
-        if args:
-            raise RuntimeError("the key-weight hook expects RoPEAttention called with keywords q=, k=, v= (sam2 1.1.0)")
-        keys = kwargs["k"]  # [B, N, C_kv]
-        if weights.shape[-1] != keys.shape[1] or (weights.dim() == 2 and weights.shape[0] != keys.shape[0]):
-            raise RuntimeError(
-                f"key weights {tuple(weights.shape)} do not cover the {keys.shape[1]} memory tokens of "
-                f"{keys.shape[0]} batch entries; the sam2 memory layout differs from 1.1.0"
-            )
-        kwargs = dict(kwargs)
-        kwargs["k"] = keys * weights.to(device=keys.device, dtype=keys.dtype)[..., None]
-        return args, kwargs
-
-    @contextmanager
-    def weights(self, weights: torch.Tensor | None) -> Iterator[None]:
-        self._weights = weights
-        try:
-            yield
-        finally:
-            self._weights = None
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-
-class _MemoryAssembled(Exception):
-    """Raised by ``MemoryCapture`` to leave upstream code right before memory attention."""
-
-    def __init__(self, inputs: dict[str, Any]) -> None:
-        super().__init__("memory assembled")
-        self.inputs = inputs
-
-
-class MemoryCapture:
-    """Stops ``SAM2Base._prepare_memory_conditioned_features`` just before memory attention and returns the
-    memory it assembled, so that several pathways' memories can then go through attention as one batch.
-
-    Upstream builds the memory (frame selection, temporal encodings, pointers); ``capture`` returns the
-    keyword arguments it passes to ``memory_attention`` (``curr``, ``curr_pos``, ``memory [N, B, C]``,
-    ``memory_pos``, ``num_obj_ptr_tokens``). Inactive outside ``capture``.
-    """
-
-    def __init__(self, memory_attention: torch.nn.Module) -> None:
-        self._active = False
-        self._handle = memory_attention.register_forward_pre_hook(self._stop, with_kwargs=True)
-
-    def _stop(self, module: Any, args: tuple, kwargs: dict) -> None:
-        if self._active:
-            if args:
-                raise RuntimeError("MemoryCapture expects memory_attention called with keywords (sam2 1.1.0)")
-            raise _MemoryAssembled(kwargs)
-
-    def capture(self, prepare: Callable[..., Any], *args: Any) -> dict[str, Any]:
-        """Run ``prepare(*args)`` (``_prepare_memory_conditioned_features``) up to memory attention."""
-        self._active = True
-        try:
-            prepare(*args)
-        except _MemoryAssembled as assembled:
-            return assembled.inputs
-        finally:
-            self._active = False
-        raise RuntimeError("memory attention was not reached: the frame has no memory to attend to")
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 class TrackedFrames(MutableMapping):

@@ -202,3 +202,64 @@ def chain(node: Node, stop_frame: int | None, reverse: bool = False) -> list[Nod
         node = node.parent
     nodes.reverse()
     return nodes
+
+
+Slots = list[list[Node] | None]
+"""Per object: the node of each pathway slot on the current frame, or ``None`` while it is not tracked yet."""
+
+
+def merge_position(beam: Sequence[Node], first_frame: int, reverse: bool) -> int | None:
+    """Position, in processing order from ``first_frame``, of the latest frame all of ``beam``'s pathways
+    share (negative when it lies before ``first_frame``), or ``None`` when they share no frame yet."""
+    ancestor = common_ancestor(beam)
+    if ancestor is None or ancestor.frame is None:
+        return None
+    return first_frame - ancestor.frame if reverse else ancestor.frame - first_frame
+
+
+def frontier(slots: Slots, first_frame: int, reverse: bool, current: int) -> int | None:
+    """Position of the latest frame every pathway of every tracked object has in common: the frames up to it
+    are final (equal to backtracking the best pathway at the end of the video). ``current`` when no object
+    is tracked; ``None`` when some object's pathways share no frame yet."""
+    positions = [merge_position(beam, first_frame, reverse) for beam in slots if beam is not None]
+    if not positions:
+        return current
+    if any(position is None for position in positions):
+        return None
+    return min(positions)
+
+
+def bound_pending(slots: Slots, first_frame: int, reverse: bool, current: int, max_pending: int | None) -> Slots:
+    """``slots`` where every object whose pathways have not shared a frame for ``max_pending`` frames (up to
+    ``current``) keeps only its best pathway (slot 0) in every slot; unchanged when ``max_pending`` is None."""
+    if max_pending is None:
+        return list(slots)
+    bounded: Slots = []
+    for beam in slots:
+        if beam is not None:
+            position = merge_position(beam, first_frame, reverse)
+            waiting = current + 1 if position is None else current - position
+            if waiting >= max_pending:
+                beam = [beam[0]] * len(beam)
+        bounded.append(beam)
+    return bounded
+
+
+def nodes_on(head: Node, frames: Iterable[int]) -> dict[int, Node]:
+    """``{frame: node}`` for those of ``frames`` the pathway ending at ``head`` passes through (an object
+    whose first prompt comes later in the propagation has no node on the earlier frames)."""
+    wanted = set(frames)
+    found: dict[int, Node] = {}
+    node = head
+    while node is not None and len(found) < len(wanted):
+        if node.frame in wanted and node.frame not in found:
+            found[node.frame] = node
+        node = node.parent
+    return found
+
+
+def release(committed: Iterable[dict[int, Node]]) -> None:
+    """Cut committed nodes from their parents: only pathway memories (``history``) still reference them."""
+    for nodes_by_frame in committed:
+        for node in nodes_by_frame.values():
+            node.parent = None
