@@ -38,8 +38,11 @@ def test_predict_follows_the_official_evaluation_path(seg):
     query, _ = picture(1, shape=(50, 64))
     result = seg.predict(query, prompt=samkit.SupportSet([image], [mask]))
     size = seg.image_size
-    to_model = lambda a: F.interpolate(torch.from_numpy(a).permute(2, 0, 1)[None].float(), size=(size, size),  # noqa: E731
-                                       mode="bilinear", align_corners=False)
+
+    def to_model(array):
+        return F.interpolate(torch.from_numpy(array).permute(2, 0, 1)[None].float(), size=(size, size),
+                             mode="bilinear", align_corners=False)
+
     support_mask = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(size, size))[:, 0]
     with torch.no_grad():
         logits = seg.model(to_model(query), to_model(image)[:, None], support_mask[:, None])

@@ -87,9 +87,9 @@ def write_result(result: ImageResult, image: np.ndarray, out: Path, stem: str, f
 
 
 def run(args: argparse.Namespace) -> int:
-    import samkit
     from tqdm.auto import tqdm
 
+    import samkit
     from samkit.io.images import read_image_file
 
     if args.batch_size < 1:

@@ -146,7 +146,6 @@ class FewShotSegmenter(Segmenter):
     def predict_many(self, images: Iterable[Any], prompt: SupportSet | EncodedSupport | None = None, *,
                      batch_size: int = DEFAULT_BATCH) -> list[ImageResult]:
         """``predict`` for many queries against one support set, encoded once; queries batched by size."""
-        from samkit.results import ImageResult
 
         self._ensure_open()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
