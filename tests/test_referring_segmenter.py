@@ -129,3 +129,36 @@ def test_checkpoint_round_trip_and_foreign_checkpoints(segmenter, image, tmp_pat
     torch.save(state, tmp_path / "refersam_b.pth")
     with pytest.raises(InputError, match=r"refersam \(vit_b\).*refersam \(tiny\)"):
         load(checkpoint=str(tmp_path / "refersam_b.pth"))
+
+
+def test_refer_cli_writes_one_mask_per_expression(tmp_path, image):
+    from samkit.cli import main
+    from samkit.io.masks import read_binary_png
+
+    Image.fromarray(image).save(tmp_path / "image.png")
+    common = ["--backbone", "tiny-sam", "--text-encoder", "minilm", "--image-size", str(SIZE), "--device", "cpu"]
+    assert main(["refer", str(tmp_path / "image.png"), "a dog", "--text", "sky", "--out", str(tmp_path / "png"), *common]) == 0
+    masks = [read_binary_png(tmp_path / "png" / f"{i:03d}.png") for i in (1, 2)]
+    assert all(mask.shape == (50, 70) for mask in masks)
+    assert json.loads((tmp_path / "png" / "expressions.json").read_text()) == {"001": "a dog", "002": "sky"}
+    assert main(["refer", str(tmp_path / "image.png"), "a dog", "--out", str(tmp_path / "rle"), "--format", "coco-rle",
+                 *common]) == 0
+    document = json.loads((tmp_path / "rle" / "masks.json").read_text())
+    assert [a["text"] for a in document["annotations"]] == ["a dog"] and document["height"] == 50
+    assert main(["refer", str(tmp_path / "image.png"), "a dog", "--out", str(tmp_path / "ov"), "--format", "overlay",
+                 *common]) == 0
+    assert Image.open(tmp_path / "ov" / "overlay.png").size == (70, 50)
+    assert main(["refer", str(tmp_path / "missing.png"), "a dog", "--out", str(tmp_path / "x"), *common]) == 2
+
+
+def test_referring_example_runs(tmp_path, monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.setenv("SAMKIT_EXAMPLE_OUT", str(tmp_path))
+    namespace = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "referring.py"))
+    result = namespace["result"]
+    assert result.obj_ids == [1, 2] and result.masks.shape == (2, 120, 160)
+    labels = np.asarray(Image.open(tmp_path / "labels.png"))
+    assert labels.shape == (120, 160) and set(np.unique(labels)) <= {0, 1, 2}
+    assert json.loads((tmp_path / "masks.json").read_text())["width"] == 160
