@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "samkit.commands.track",
     "samkit.commands.track_dataset",
     "samkit.commands.fewshot",
+    "samkit.commands.refer",
 )
 
 
