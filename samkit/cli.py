@@ -16,14 +16,16 @@ COMMAND_MODULES = (
     "samkit.commands.track_dataset",
     "samkit.commands.fewshot",
     "samkit.commands.refer",
+    "samkit.commands.train",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="samkit",
-        description="SAM-family segmentation with SAM / SAM 2: long-video tracking (SAM2Long) and promptable "
-                    "image segmentation, few-shot segmentation (FSSAM); the referring head (ReferSAM) is planned.",
+        description="SAM-family segmentation with SAM / SAM 2: long-video tracking (SAM2Long), promptable "
+                    "image segmentation, few-shot segmentation (FSSAM) and referring segmentation (ReferSAM); "
+                    "training and evaluation of the trainable heads.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:

@@ -1,7 +1,7 @@
 """``samkit eval <task>``: score saved predictions against ground truth.
 
-Each task is one sub-command of the ``eval`` group (``vos`` today); a new task adds its
-``_add_<task>_parser`` to ``TASK_PARSERS``.
+Each task is one sub-command of the ``eval`` group: ``vos`` scores saved predictions; the trainable
+heads (``fewshot``, ``referring``) are evaluated by ``samkit.engine`` (``samkit.engine.cli.register_eval``).
 """
 
 from __future__ import annotations
@@ -125,10 +125,15 @@ TASK_PARSERS = (_add_vos_parser,)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval", help="score saved predictions against ground truth (vos)")
+    from samkit.engine.cli import register_eval
+
+    parser = subparsers.add_parser(
+        "eval", help="score saved predictions (vos) or evaluate a trained head (fewshot, referring)"
+    )
     tasks = parser.add_subparsers(dest="eval_task", metavar="TASK")
     for add_task_parser in TASK_PARSERS:
         add_task_parser(tasks)
+    register_eval(tasks)
 
     def run_without_task(args: argparse.Namespace) -> int:
         parser.print_help(sys.stderr)
