@@ -24,7 +24,7 @@ from samkit.engine.freezing import apply_freeze
 from samkit.engine.state import load_training_checkpoint
 from samkit.engine.task import Task, build_task
 from samkit.metrics.referring import ReferringMetrics
-from samkit.referring.data.synthetic import COLOURS, synthetic_sample
+from samkit.referring.data.synthetic import COLOURS, synthetic_sample, write_refer_layout
 from samkit.referring.task import ReferringTask, collate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -194,7 +194,7 @@ def test_eval_statistics_of_two_shards_sum_to_the_single_pass(tiny):
 
 
 def test_no_target_samples_give_grefcoco_and_refzom_metrics(tiny):
-    task, model = tiny
+    _, model = tiny
     settings = _task()
     settings["data"].update(no_target_ratio=0.5, val_samples=8)
     no_target_task = ReferringTask(settings)
@@ -206,6 +206,26 @@ def test_no_target_samples_give_grefcoco_and_refzom_metrics(tiny):
         metrics = no_target_task.compute_metrics(no_target_task.eval_step(model, collate(items)))
     assert metrics["num_no_target"] == sum(flags) and metrics["Acc"] == metrics["N-acc"]
     assert {"cIoU", "gIoU", "T-acc"} <= set(metrics)
+
+
+@pytest.mark.parametrize("dataset", ["refcoco", "grefcoco", "ref-zom"])
+def test_standard_layouts_train_per_referent_and_evaluate_per_expression_at_original_size(tmp_path, tiny, dataset):
+    _, model = tiny
+    samples = [synthetic_sample(i, 48, 5, no_target_ratio=0.0 if dataset == "refcoco" else 0.4) for i in range(6)]
+    write_refer_layout(tmp_path, samples, ["train"] * 3 + ["val"] * 3, dataset=dataset)
+    settings = _task()
+    settings["data"] = {"dataset": dataset, "root": str(tmp_path), "val_split": "val"}
+    task = ReferringTask(settings)
+    train_set, val_set = task.train_dataset(), task.val_dataset()
+    assert len(train_set) == 3 and len(val_set) == sum(len(s.sentences) for s in samples[3:])
+    assert train_set[0]["image"].shape == (3, 64, 64) and train_set[0]["mask"].shape == (64, 64)
+    items = [val_set[i] for i in range(len(val_set))]
+    assert all(item["mask"].shape == (48, 48) for item in items)  # evaluated at the original resolution
+    assert [item["no_target"] for item in items] == [s.no_target for s in samples[3:] for _ in s.sentences]
+    model.eval()
+    with torch.no_grad():
+        metrics = task.compute_metrics(task.eval_step(model, collate(items)))
+    assert metrics["num_samples"] == len(items) and metrics["num_no_target"] == sum(i["no_target"] for i in items)
 
 
 # ---- the engine end to end ------------------------------------------------------------------------
