@@ -40,7 +40,13 @@ from samkit.metrics.referring import SPACES, ReferringMetrics, eval_masks
 from samkit.referring.data import ReferringDataset, SyntheticReferringDataset
 from samkit.referring.data.refer import SPLIT_BY
 from samkit.referring.data.transforms import resize_mask, resize_normalize
-from samkit.referring.loss import IMPORTANCE_SAMPLE_RATIO, LOSS_KEYS, NUM_POINTS, OVERSAMPLE_RATIO, LossWeights
+from samkit.referring.loss import (
+    IMPORTANCE_SAMPLE_RATIO,
+    LOSS_KEYS,
+    NUM_POINTS,
+    OVERSAMPLE_RATIO,
+    LossWeights,
+)
 
 SYNTHETIC = "synthetic"
 INPUT_MULTIPLE = 32
