@@ -1,12 +1,17 @@
-"""samkit: SAM2Long, FSSAM and ReferSAM behind one ``Segmenter.predict()`` over SAM / SAM 2 encoders.
+"""samkit: SAM-family segmentation heads behind one ``Segmenter.predict()`` over SAM / SAM 2 encoders.
 
-Importing samkit is light: ``sam2``, ``segment_anything``, ``transformers`` and ``timm`` load only
-when a model that needs them is built.
+Available: SAM2Long long-video segmentation (``sam2long``, ``sam2``) and every backbone's own image
+segmenter; FSSAM (few-shot) and ReferSAM (referring) are planned. Third-party heads plug in through
+the ``samkit.heads`` entry-point group (see ``samkit.registry``).
+
+Importing samkit is light: ``torch``, ``sam2``, ``segment_anything``, ``transformers`` and ``timm``
+load only when a model that needs them is built.
 """
 
 from samkit.api import Segmenter, list_models, load
 from samkit.errors import InputError
 from samkit.prompts import Box, Mask, Points, SupportSet, Text
+from samkit.registry import HeadSpec, WeightsSpec, register
 from samkit.results import FrameResult, ImageResult, VideoResult
 
 __version__ = "0.1.0"
@@ -14,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Box",
     "FrameResult",
+    "HeadSpec",
     "ImageResult",
     "InputError",
     "Mask",
@@ -22,6 +28,8 @@ __all__ = [
     "SupportSet",
     "Text",
     "VideoResult",
+    "WeightsSpec",
     "list_models",
     "load",
+    "register",
 ]

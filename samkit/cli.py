@@ -20,7 +20,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="samkit",
-        description="Long-video, few-shot and referring segmentation with SAM / SAM 2.",
+        description="SAM-family segmentation with SAM / SAM 2: long-video tracking (SAM2Long) and promptable "
+                    "image segmentation; few-shot (FSSAM) and referring (ReferSAM) heads are planned.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:

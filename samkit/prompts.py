@@ -8,18 +8,18 @@ Coordinates are absolute pixels of the original image / video frame; boxes are X
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from samkit.constants import VOID_LABEL
 from samkit.errors import InputError
 
 POSITIVE = 1
 NEGATIVE = 0
-IGNORE_LABEL = 255
 
 
 def _finite_float_array(value: Any, name: str) -> np.ndarray:
@@ -182,7 +182,7 @@ class SupportSet:
                     f"SupportSet mask {index} has shape {mask.shape}, expected {image.shape[:2]} to match its image"
                 )
             if mask.dtype != np.bool_ and (
-                mask.dtype.kind not in "biu" or not np.isin(mask, (0, 1, IGNORE_LABEL)).all()
+                mask.dtype.kind not in "biu" or not np.isin(mask, (0, 1, VOID_LABEL)).all()
             ):
                 raise InputError(
                     f"SupportSet mask {index} must be bool or 0/1 (255 = ignore), got dtype {mask.dtype} "
@@ -191,7 +191,7 @@ class SupportSet:
             if not (mask == 1).any():
                 hint = (
                     " (255 marks ignored pixels; foreground must be 1 or True)"
-                    if (mask == IGNORE_LABEL).any()
+                    if (mask == VOID_LABEL).any()
                     else ""
                 )
                 raise InputError(
@@ -207,3 +207,52 @@ class SupportSet:
 
 
 VisualPrompt = Points | Box | Mask
+
+
+def check_obj_id(obj_id: Any) -> int:
+    """``obj_id`` as an int; anything but a positive int (0 is background) is an InputError."""
+    if isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer)) or obj_id < 1:
+        raise InputError(f"object ids must be positive ints (0 is background), got {obj_id!r}")
+    return int(obj_id)
+
+
+def normalize_prompts(
+    prompt: Any,
+    prompts: Mapping[Any, Any] | None,
+    allowed: tuple[type, ...],
+    *,
+    head: str,
+) -> dict[int, list[Any]]:
+    """The prompts of one ``predict`` call as ``{obj_id: [prompt, ...]}``, in the order given.
+
+    ``prompt=`` (one prompt or a list of them) is object 1; ``prompts={obj_id: prompt | [prompts]}``
+    names the objects. Ids must be positive ints, every object needs at least one prompt, and every
+    prompt must be one of the ``allowed`` types of ``head``. Neither given: an empty dict (the head
+    decides whether it can run unprompted).
+    """
+    names = ", ".join(kind.__name__ for kind in allowed)
+    if prompt is not None and prompts is not None:
+        raise InputError(f"{head}: give either prompt= (one object) or prompts={{obj_id: prompt}} (several), not both")
+    if isinstance(prompt, Mapping):
+        raise InputError(f"{head}: a dict of per-object prompts goes in prompts=, e.g. predict(x, prompts={{1: ...}})")
+    if prompts is None:
+        return {} if prompt is None else {1: _prompt_list(prompt, 1, allowed, names, head)}
+    if not isinstance(prompts, Mapping):
+        raise InputError(f"{head}: prompts must be a dict {{obj_id: prompt}}, got {type(prompts).__name__}")
+    if not prompts:
+        raise InputError(f"{head}: prompts is an empty dict; give {{obj_id: {names}}} for at least one object")
+    normalized: dict[int, list[Any]] = {}
+    for obj_id, value in prompts.items():
+        key = check_obj_id(obj_id)
+        normalized[key] = _prompt_list(value, key, allowed, names, head)
+    return normalized
+
+
+def _prompt_list(value: Any, obj_id: int, allowed: tuple[type, ...], names: str, head: str) -> list[Any]:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items or value is None:
+        raise InputError(f"{head}: object {obj_id} has an empty prompt; give {names} (or a list of them)")
+    wrong = [type(item).__name__ for item in items if not isinstance(item, allowed)]
+    if wrong:
+        raise InputError(f"{head}: object {obj_id}: prompts must be {names}, got {', '.join(wrong)}")
+    return items

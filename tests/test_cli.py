@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -14,8 +15,9 @@ from samkit.cli import main
 def test_help_lists_every_command(capsys):
     assert main([]) == 0
     text = capsys.readouterr().out
-    for command in ("models", "demo"):
-        assert command in text
+    for command in ("models", "demo", "eval", "track", "track-dataset"):
+        assert re.search(rf"^ {{4}}{command}\s", text, flags=re.MULTILINE), command
+    assert "planned" in text
 
 
 def test_console_entry_point_runs_help():
@@ -26,14 +28,35 @@ def test_console_entry_point_runs_help():
     assert "usage: samkit" in completed.stdout
 
 
-def test_models_lists_backbones_and_heads(capsys):
+def test_models_lists_backbones_heads_and_planned_heads(capsys):
     assert main(["models"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
     names = [line.split()[0] for line in lines]
     for name in ("sam2.1-hiera-tiny", "sam2-hiera-large", "sam-vit-b", "tiny-sam2"):
         assert name in names
-    kinds = {line.split()[0]: line.split()[1] for line in lines}
-    assert kinds["sam-vit-h"] == "backbone"
+    kinds = {line.split()[0]: tuple(line.split()[1:3]) for line in lines}
+    assert kinds["sam-vit-h"] == ("backbone", "image")
+    assert kinds["sam2long"] == kinds["sam2"] == ("head", "video")
+    assert kinds["fssam"] == kinds["refersam"] == ("planned", "image")
+    assert names.index("sam2long") < names.index("tiny-sam2")
+    assert captured.err == ""
+
+
+def test_models_reports_a_broken_head_and_lists_the_others(capsys, monkeypatch):
+    from samkit.registry import REGISTRY
+
+    monkeypatch.setattr(REGISTRY, "spec_modules", REGISTRY.spec_modules + ("samkit.no_such_head.spec",))
+    REGISTRY.refresh()
+    try:
+        assert main(["models"]) == 0
+        captured = capsys.readouterr()
+    finally:
+        monkeypatch.undo()
+        REGISTRY.refresh()
+    assert "sam2long" in captured.out and "tiny-sam" in captured.out
+    assert "samkit.no_such_head.spec (from samkit): ModuleNotFoundError: No module named 'samkit.no_such_head'" \
+        in captured.err
 
 
 def test_demo_writes_masks_and_says_weights_are_untrained(tmp_path, capsys):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import samkit
-from samkit.backbones.image_segmenter import (
+from samkit.image.segmenter import (
     ImageSegmenter,
     build_image_segmenter,
     mask_to_sam2_logits,
@@ -202,5 +202,5 @@ def test_bad_prompts_are_input_errors(sam_segmenter, image):
         sam_segmenter.predict(image, prompt=samkit.Text("a dog"))
     with pytest.raises(InputError, match="numpy image"):
         sam_segmenter.predict(image[..., 0], prompt=point)
-    with pytest.raises(InputError, match="unknown option"):
-        build_image_segmenter("tiny-sam", text_encoder="bert")
+    with pytest.raises(InputError, match=r"unknown option\(s\) \['text_encoder'\].*image_size, seed"):
+        samkit.load("tiny-sam", text_encoder="bert")

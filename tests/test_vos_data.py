@@ -8,7 +8,7 @@ from PIL import Image
 
 import samkit
 from samkit.errors import InputError
-from samkit.longvideo.data import expected_outputs, is_complete, list_videos
+from samkit.datasets.vos import expected_outputs, is_complete, list_videos
 from samkit.results import FrameResult, VideoResult
 
 H, W = 6, 8

@@ -9,11 +9,13 @@ the masks are not meaningful, and the demo says so.
 from __future__ import annotations
 
 import argparse
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from samkit.commands.common import add_load_arguments, int_at_least, quiet_upstream_warnings
+from samkit.constants import DEFAULT_SAM2_BACKBONE
 
 DEFAULT_OUT = "samkit_demo"
 UNTRAINED_BACKBONE = "tiny-sam2"
@@ -23,22 +25,21 @@ SAMPLE_FRAMES = 16
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run every head on a generated sample and write the results")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT})")
-    parser.add_argument("--backbone", default=None, help="SAM 2 backbone name (see `samkit models`)")
-    parser.add_argument("--checkpoint", default=None, help="backbone checkpoint: a local file or a known model id")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, ...")
-    parser.add_argument("--frames", type=int, default=SAMPLE_FRAMES, help="length of the sample video")
+    add_load_arguments(parser, backbone=None, backbone_help=f"SAM 2 backbone (default {UNTRAINED_BACKBONE}, or "
+                                                            f"{DEFAULT_SAM2_BACKBONE} with --checkpoint)")
+    parser.add_argument("--frames", type=int_at_least(1), default=SAMPLE_FRAMES, help="length of the sample video")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from samkit.api import get_entry
     from samkit.checkpoints import UntrainedWeightsWarning
     from samkit.io.atomic import atomic_save_image
+    from samkit.registry import get_spec
     from samkit.samples import synthetic_video
 
     out = Path(args.out)
-    backbone = args.backbone or (UNTRAINED_BACKBONE if args.checkpoint is None else "sam2.1-hiera-tiny")
-    get_entry(backbone)
+    backbone = args.backbone or (UNTRAINED_BACKBONE if args.checkpoint is None else DEFAULT_SAM2_BACKBONE)
+    get_spec(backbone)
     sample = synthetic_video(num_frames=args.frames)
     frames_dir = out / "sample_video"
     frames_dir.mkdir(parents=True, exist_ok=True)
@@ -47,12 +48,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"sample: {sample.num_frames} frames of {sample.frames.shape[2]}x{sample.frames.shape[1]} in {frames_dir}")
 
     trained = True
-    with warnings.catch_warnings():
-        # the demo says once, below, that the weights are untrained; sam2's note that its optional
-        # CUDA extension is missing (hole filling skipped) does not concern the demo either
-        warnings.filterwarnings("ignore", category=UntrainedWeightsWarning)
-        warnings.filterwarnings("ignore", message="cannot import name '_C'")
-        warnings.filterwarnings("ignore", message=".*torch.jit.script. is deprecated")
+    # the demo says once, below, that the weights are untrained
+    with quiet_upstream_warnings(UntrainedWeightsWarning):
         for name, demo in _demos():
             trained &= demo(args, backbone, sample, frames_dir, out / name)
     if not trained:
@@ -79,15 +76,16 @@ def _demo_image(args: argparse.Namespace, backbone: str, sample, frames_dir: Pat
     import samkit
     from samkit.io.atomic import atomic_save_image
 
-    segmenter = samkit.load(backbone, checkpoint=args.checkpoint, device=args.device)
     image = sample.frames[0]
     prompts = {obj_id: samkit.Box(_bounding_box(masks[0])) for obj_id, masks in sample.masks.items()}
-    result = segmenter.predict(image, prompts=prompts)
+    with samkit.load(backbone, checkpoint=args.checkpoint, device=args.device) as segmenter:
+        result = segmenter.predict(image, prompts=prompts)
+        trained = bool(segmenter.config.get("trained", False))
     out.mkdir(parents=True, exist_ok=True)
     result.save(out / "masks.png")
     atomic_save_image(out / "overlay.png", result.overlay(image))
     print(f"image ({backbone}, box prompts for objects {sorted(prompts)}): masks.png and overlay.png in {out}")
-    return bool(segmenter.config.get("trained", False))
+    return trained
 
 
 def _demo_long_video(args: argparse.Namespace, backbone: str, sample, frames_dir: Path, out: Path) -> bool:
@@ -96,13 +94,14 @@ def _demo_long_video(args: argparse.Namespace, backbone: str, sample, frames_dir
     from samkit.io.masks import write_palette_png
     from samkit.metrics.vos import evaluate
 
-    segmenter = samkit.load("sam2long", backbone=backbone, checkpoint=args.checkpoint, device=args.device)
     prompts = {obj_id: samkit.Mask(masks[0], frame=0) for obj_id, masks in sample.masks.items()}
-    result = segmenter.predict(str(frames_dir), prompts=prompts).with_progress("sam2long")
-    result.collect()
     predictions = out / "predictions" / frames_dir.name
-    result.save(predictions, format="davis")
-    result.save(out, format="overlay")
+    with samkit.load("sam2long", backbone=backbone, checkpoint=args.checkpoint, device=args.device) as segmenter:
+        trained = bool(segmenter.config.get("trained", False))
+        result = segmenter.predict(str(frames_dir), prompts=prompts).with_progress("sam2long")
+        result.collect()
+        result.save(predictions, format="davis")
+        result.save(out, format="overlay")
     ground_truth = out / "ground_truth" / frames_dir.name
     ground_truth.mkdir(parents=True, exist_ok=True)
     for index, labels in enumerate(sample.label_maps()):
@@ -112,7 +111,7 @@ def _demo_long_video(args: argparse.Namespace, backbone: str, sample, frames_dir
         f"long video (sam2long on {backbone}, first-frame masks): J&F {scores['J&F']:.3f} against the known "
         f"ground truth; palette PNGs in {predictions}, overlay video {out / 'overlay.mp4'}"
     )
-    return bool(segmenter.config.get("trained", False))
+    return trained
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:

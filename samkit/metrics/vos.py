@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.constants import VOID_LABEL
 from samkit.errors import InputError
 from samkit.io.masks import read_palette_png
 from samkit.io.video import natural_sort_key
@@ -49,7 +50,6 @@ from samkit.metrics.boundary import boundary_f_measure, boundary_radius
 
 LAYOUTS = ("davis", "sav")
 PROTOCOLS = ("sav", "davis")
-VOID_LABEL = 255
 NUM_LABELS = 256
 MASK_SUFFIX = ".png"
 _MAX_LISTED = 5

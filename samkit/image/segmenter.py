@@ -1,4 +1,4 @@
-"""A backbone's own promptable image predictor behind ``Segmenter.predict``.
+"""The image head: a backbone's own promptable image predictor behind ``Segmenter.predict``.
 
 SAM 2 backbones run ``sam2``'s ``SAM2ImagePredictor``, SAM backbones ``segment_anything``'s
 ``SamPredictor``; this module only converts samkit prompts to their inputs and their outputs to an
@@ -15,21 +15,25 @@ the image to a square) and a longest-side resize padded bottom / right with back
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from samkit.api import Segmenter, resolve_device
+from samkit.api import Segmenter
 from samkit.backbones.registry import SAM2, BackboneSpec, get_backbone
-from samkit.checkpoints import warn_untrained
+from samkit.building import prepare
 from samkit.errors import InputError
-from samkit.prompts import Box, Mask, Points
+from samkit.prompts import Box, Mask, Points, normalize_prompts
+from samkit.registry import HeadSpec, get_spec
 
 if TYPE_CHECKING:
     import torch
 
     from samkit.results import ImageResult
+
+ALLOWED_PROMPTS = (Points, Box, Mask)
 
 MASK_PROMPT_LOGIT = 10.0
 """Logit magnitude of a bool mask prompt: foreground +10, background -10."""
@@ -73,15 +77,22 @@ def mask_to_sam_logits(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 class ImageSegmenter(Segmenter):
-    """Segment an image with a SAM / SAM 2 backbone from points, a box and / or a mask per object."""
+    """Segment an image with a SAM / SAM 2 backbone from points, a box and / or a mask per object.
 
-    def __init__(self, model: torch.nn.Module, spec: BackboneSpec, config: dict[str, Any],
-                 device: torch.device) -> None:
+    Thread safety: the upstream predictor keeps the current image's features, so one ``predict`` call
+    holds a lock from ``set_image`` to its last decoded object; concurrent calls from several threads
+    are correct and run one after the other.
+    """
+
+    def __init__(self, model: torch.nn.Module, backbone: BackboneSpec, config: dict[str, Any],
+                 device: torch.device, spec: HeadSpec | None = None) -> None:
         self.model = model
-        self.spec = spec
+        self.backbone = backbone
+        self.spec = get_spec(backbone.name) if spec is None else spec
         self.config = config
         self.device = device
-        if spec.family == SAM2:
+        self._lock = threading.Lock()
+        if backbone.family == SAM2:
             from sam2.sam2_image_predictor import SAM2ImagePredictor
 
             self.predictor = SAM2ImagePredictor(model)
@@ -95,12 +106,13 @@ class ImageSegmenter(Segmenter):
 
     def predict(
         self,
-        image: Any,
+        inputs: Any,
         prompt: Points | Box | Mask | Sequence[Points | Box | Mask] | None = None,
+        *,
         prompts: Mapping[int, Points | Box | Mask | Sequence[Points | Box | Mask]] | None = None,
         multimask_output: bool = False,
     ) -> ImageResult:
-        """Masks for one object (``prompt``) or several (``prompts={obj_id: prompt(s)}``).
+        """Masks for one object (``prompt``) or several (``prompts={obj_id: prompt(s)}``) in image ``inputs``.
 
         One object: ``multimask_output=True`` returns the predictor's 3 candidates (obj_ids None).
         Several objects: one mask per object in ascending obj_id order (the best-scoring candidate
@@ -110,23 +122,23 @@ class ImageSegmenter(Segmenter):
         from samkit.io.images import load_image
         from samkit.results import ImageResult
 
-        if prompt is not None and prompts is not None:
-            raise InputError("give either prompt= (one object) or prompts={obj_id: prompt} (several), not both")
-        rgb = load_image(image)
-        self._set_image(rgb)
-        if prompts is None:
-            masks, scores, logits = self._predict_object(prompt, rgb.shape[:2], multimask_output)
-            return ImageResult(masks=masks, scores=scores, logits=logits)
-        if not isinstance(prompts, Mapping) or not prompts:
-            raise InputError(f"prompts must be a non-empty dict {{obj_id: prompt}}, got {prompts!r}")
-        obj_ids = sorted(_check_obj_id(obj_id) for obj_id in prompts)
-        results = []
-        for obj_id in obj_ids:
-            if prompts[obj_id] is None or isinstance(prompts[obj_id], (list, tuple)) and not prompts[obj_id]:
-                raise InputError(f"prompts[{obj_id}] is empty; give Points, a Box and / or a Mask for every object")
-            masks, scores, logits = self._predict_object(prompts[obj_id], rgb.shape[:2], multimask_output)
-            best = int(np.argmax(scores))
-            results.append((masks[best], scores[best], logits[best]))
+        self._ensure_open()
+        by_object = normalize_prompts(prompt, prompts, ALLOWED_PROMPTS, head=self.spec.name)
+        rgb = load_image(inputs)
+        image_hw = rgb.shape[:2]
+        object_inputs = {obj_id: self._predictor_inputs(items, image_hw) for obj_id, items in by_object.items()}
+        with self._lock:
+            self._set_image(rgb)
+            if prompts is None:
+                masks, scores, logits = self._decode(object_inputs.get(1, self._predictor_inputs([], image_hw)),
+                                                     multimask_output)
+                return ImageResult(masks=masks, scores=scores, logits=logits)
+            obj_ids = sorted(object_inputs)
+            results = []
+            for obj_id in obj_ids:
+                masks, scores, logits = self._decode(object_inputs[obj_id], multimask_output)
+                best = int(np.argmax(scores))
+                results.append((masks[best], scores[best], logits[best]))
         return ImageResult(
             masks=np.stack([item[0] for item in results]),
             scores=np.asarray([item[1] for item in results], dtype=np.float32),
@@ -134,27 +146,27 @@ class ImageSegmenter(Segmenter):
             obj_ids=obj_ids,
         )
 
+    def _release(self) -> None:
+        with self._lock:
+            if self.backbone.family == SAM2:
+                self.predictor.reset_predictor()
+            else:
+                self.predictor.reset_image()
+
     def _set_image(self, rgb: np.ndarray) -> None:
-        if self.spec.family == SAM2:
+        if self.backbone.family == SAM2:
             self.predictor.set_image(rgb)
         else:
             self.predictor.set_image(rgb, image_format="RGB")
 
-    def _predict_object(
-        self, prompt: Any, image_hw: tuple[int, int], multimask_output: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        inputs = self._predictor_inputs(prompt, image_hw)
+    def _decode(self, inputs: dict[str, Any], multimask_output: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         masks, scores, logits = self.predictor.predict(**inputs, multimask_output=multimask_output)
         return masks.astype(bool), scores.astype(np.float32), logits.astype(np.float32)
 
-    def _predictor_inputs(self, prompt: Any, image_hw: tuple[int, int]) -> dict[str, Any]:
-        items = [] if prompt is None else list(prompt) if isinstance(prompt, (list, tuple)) else [prompt]
+    def _predictor_inputs(self, items: list[Points | Box | Mask], image_hw: tuple[int, int]) -> dict[str, Any]:
         points = [item for item in items if isinstance(item, Points)]
         boxes = [item for item in items if isinstance(item, Box)]
         masks = [item for item in items if isinstance(item, Mask)]
-        others = [type(item).__name__ for item in items if not isinstance(item, (Points, Box, Mask))]
-        if others:
-            raise InputError(f"a backbone image segmenter takes Points, Box and Mask prompts, got {others}")
         if len(boxes) > 1 or len(masks) > 1:
             raise InputError(f"one object takes at most one Box and one Mask (got {len(boxes)} boxes, "
                              f"{len(masks)} masks); give each object its own id in prompts={{obj_id: ...}}")
@@ -171,57 +183,51 @@ class ImageSegmenter(Segmenter):
             mask = masks[0].mask
             if mask.shape != tuple(image_hw):
                 raise InputError(f"Mask prompt has shape {mask.shape}, expected the image's {tuple(image_hw)}")
-            if self.spec.family == SAM2:
+            if self.backbone.family == SAM2:
                 inputs["mask_input"] = mask_to_sam2_logits(mask, self.mask_input_size)
             else:
                 inputs["mask_input"] = mask_to_sam_logits(mask, self.mask_input_size[0])
         return inputs
 
 
-def _check_obj_id(obj_id: Any) -> int:
-    if isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer)) or obj_id <= 0:
-        raise InputError(f"object ids must be positive ints (0 is background), got {obj_id!r}")
-    return int(obj_id)
-
-
 def build_image_segmenter(
-    name: str,
+    spec: HeadSpec | str,
+    *,
+    backbone: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    backbone_checkpoint: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     image_size: int | None = None,
     seed: int = 0,
-    **unknown: Any,
 ) -> ImageSegmenter:
-    """The image segmenter of backbone ``name``; ``checkpoint=None`` gives seeded random (untrained) weights."""
-    if unknown:
-        raise InputError(f"unknown option(s) {sorted(unknown)} for backbone {name!r}; "
-                         "accepted: checkpoint, device, image_size, seed")
-    spec = get_backbone(name)
-    target = resolve_device(device)
-    resolved = None
-    if checkpoint is not None:
-        from samkit.hub import resolve_checkpoint
-
-        resolved = resolve_checkpoint(checkpoint, spec)
-    if spec.family == SAM2:
+    """The image segmenter of a backbone (``spec`` or its name); ``checkpoint=None`` gives seeded random
+    (untrained) weights. The backbone is the head itself, so ``backbone`` may only repeat its name."""
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    name = str(spec.default_backbone)
+    if backbone is not None and backbone != name:
+        raise InputError(f"{spec.name!r} is itself a backbone; drop backbone={backbone!r} "
+                         f"(or load {backbone!r} by its own name)")
+    if backbone_checkpoint is not None:
+        raise InputError(f"{spec.name!r} is a backbone's own segmenter: its weights are the backbone's, so pass "
+                         "them as checkpoint=, not backbone_checkpoint=")
+    backbone_spec = get_backbone(name)
+    plan = prepare(spec, device=device, checkpoint=checkpoint, seed=seed, known=backbone_spec)
+    if backbone_spec.family == SAM2:
         from samkit.backbones.sam2_models import build_sam2_model
 
-        model = build_sam2_model(name, image_size=image_size, checkpoint=resolved, device=target, seed=seed)
+        model = build_sam2_model(name, image_size=image_size, checkpoint=plan.checkpoint, device=plan.device,
+                                 seed=seed)
         model_image_size = model.image_size
     else:
         from samkit.backbones.sam_models import build_sam_model
 
-        model = build_sam_model(name, image_size=image_size, checkpoint=resolved, device=target, seed=seed)
+        model = build_sam_model(name, image_size=image_size, checkpoint=plan.checkpoint, device=plan.device, seed=seed)
         model_image_size = model.image_encoder.img_size
-    if resolved is None:
-        warn_untrained(name)
     config = {
-        "name": name,
+        "name": spec.name,
         "backbone": name,
-        "family": spec.family,
+        "family": backbone_spec.family,
         "image_size": int(model_image_size),
-        "checkpoint": None if resolved is None else str(resolved),
-        "trained": resolved is not None,
-        "seed": seed if resolved is None else None,
+        **plan.config(),
     }
-    return ImageSegmenter(model, spec, config, target)
+    return ImageSegmenter(model, backbone_spec, config, plan.device, spec=spec)
