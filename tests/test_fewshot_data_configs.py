@@ -4,7 +4,7 @@ engine's experiment format (``engine:`` + ``task:``), with the official hyper-pa
 from pathlib import Path
 
 from samkit.engine.config import read_experiment
-from samkit.fewshot.task import _check_settings
+from samkit.fewshot.task import resolve_settings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fewshot"
 
@@ -15,7 +15,7 @@ def test_one_recipe_per_official_configuration():
         if path.stem.startswith("synthetic"):
             continue
         experiment = read_experiment(path)  # unknown engine keys would raise here
-        engine, task = experiment.engine, _check_settings(experiment.task)  # and unknown task keys here
+        engine, task = experiment.engine, resolve_settings(experiment.task)  # and unknown task keys here
         seen.add((task["dataset"], task["fold"], task["backbone"], task["shots"]))
         assert (task["val_episodes"], task["val_seed"], task["val_loader_workers"]) == (1000, 321, 32)
         assert (engine.lr, engine.weight_decay, engine.schedule, engine.poly_power, engine.poly_offset) == (

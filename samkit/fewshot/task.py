@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from samkit.errors import InputError
+from samkit.fewshot.build import IMAGE_SIZE, TINY, TINY_BACKBONE, TINY_IMAGE_SIZE
 from samkit.fewshot.data.episodes import TEST_EPISODES, TEST_SEED, EpisodeDataset, official_test_episodes
 from samkit.fewshot.data.lists import FewShotLists, FoldSplit, fold_split, present_classes, read_label, read_lists
 from samkit.fewshot.data.transforms import COCO_SCALE, PASCAL_SCALE, eval_transform, train_transform
@@ -44,9 +45,6 @@ from samkit.fewshot.priorcache import PriorCache, episode_key, weights_fingerpri
 from samkit.metrics.fewshot import FewShotIoU
 
 DATASETS = ("pascal", "coco", "synthetic")
-TINY = "tiny"
-REAL_IMAGE_SIZE = 512
-TINY_IMAGE_SIZE = 128
 OFFICIAL_LOADER_WORKERS = 32
 TRAINABLE = ("sam2.sam_mask_decoder", "sam2.memory_encoder", "sam2.memory_attention")
 """The modules FSSAM trains (the official optimizer's three parameter groups)."""
@@ -64,7 +62,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The task settings with every default filled in; unknown or invalid ones raise InputError."""
     unknown = sorted(set(settings) - set(DEFAULTS))
     if unknown:
         raise InputError(f"unknown fewshot task settings {unknown}; known: {sorted(DEFAULTS)}")
@@ -79,10 +78,11 @@ def _check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             raise InputError(f"task.{name} must be an integer >= {minimum}, got {s[name]!r}")
     if not isinstance(s["synthetic"], Mapping):
         raise InputError(f"task.synthetic must be a mapping of make_synthetic arguments, got {s['synthetic']!r}")
+    tiny = s["backbone"] in (TINY, TINY_BACKBONE)
     if s["dino"] is None:
-        s["dino"] = TINY if s["backbone"] == TINY else "vitb14"
+        s["dino"] = TINY if tiny else "vitb14"
     if s["image_size"] is None:
-        s["image_size"] = TINY_IMAGE_SIZE if s["backbone"] == TINY else REAL_IMAGE_SIZE
+        s["image_size"] = TINY_IMAGE_SIZE if tiny else IMAGE_SIZE
     if s["lists"] is None:
         s["lists"] = LIST_OFFICIAL if s["dataset"] == "pascal" else LIST_GENERATE
     if s["scale"] is None:
@@ -145,7 +145,7 @@ class FewShotTask:
     frozen_in_eval_mode = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        self.settings = _check_settings(settings)
+        self.settings = resolve_settings(settings)
         self.root = Path(self.settings["root"])
         self._synthetic: Any = None
         self.cache = PriorCache(self.settings["prior_cache"]) if self.settings["prior_cache"] else None
