@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "samkit.commands.eval",
     "samkit.commands.track",
     "samkit.commands.track_dataset",
+    "samkit.commands.fewshot",
 )
 
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="samkit",
         description="SAM-family segmentation with SAM / SAM 2: long-video tracking (SAM2Long) and promptable "
-                    "image segmentation; few-shot (FSSAM) and referring (ReferSAM) heads are planned.",
+                    "image segmentation, few-shot segmentation (FSSAM); the referring head (ReferSAM) is planned.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:

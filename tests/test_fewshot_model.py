@@ -254,3 +254,13 @@ def test_gradients_reach_only_the_trained_modules(tiny):
     assert any(n.startswith("sam2.memory_encoder.") for n in grads)
     assert any(n.startswith("sam2.sam_mask_decoder.") for n in grads)
     assert not any(n.startswith(("dino.", "sam2.image_encoder.")) for n in grads)
+
+
+def test_dice_loss_on_a_hand_computed_fixture():
+    from samkit.fewshot import dice_loss
+
+    logits = torch.tensor([[[0.0, 100.0], [-100.0, 0.0]]])  # p = 0.5, 1, 0, 0.5
+    target = torch.tensor([[[1, 1], [255, 0]]])  # 255 counts as background
+    expected = 1 - 2 * (0.5 + 1.0) / ((0.25 + 1 + 0 + 0.25) + 2)
+    assert dice_loss(logits, target).item() == pytest.approx(expected, abs=1e-6)
+    assert dice_loss(torch.full((1, 2, 2), -100.0), torch.zeros(1, 2, 2)).item() == pytest.approx(1.0)

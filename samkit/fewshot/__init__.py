@@ -19,7 +19,16 @@ _LAZY = {
     "dice_loss": "samkit.fewshot.loss",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "FSSAM",
+    "DinoV2",
+    "FewShotSegmenter",
+    "SupportEncoding",
+    "build_fewshot_segmenter",
+    "build_fssam",
+    "dice_loss",
+    "load_fssam_checkpoint",
+]
 
 
 def __getattr__(name: str) -> Any:

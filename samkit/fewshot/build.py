@@ -17,7 +17,7 @@ from samkit.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-    from samkit.fewshot.model import DINO_SIZE, FSSAM
+    from samkit.fewshot.model import FSSAM
 
 IMAGE_SIZE = 512
 TINY = "tiny"

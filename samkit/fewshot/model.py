@@ -24,6 +24,9 @@ IGNORE_LABEL = 255
 """Support-mask value for "ignore"; FSSAM treats it as background."""
 NUM_REFINE = 3
 """IMR iterations used for every released model (``--num_refine=3``)."""
+TRAINED_MODULES = ("sam_mask_decoder", "memory_encoder", "memory_attention")
+"""The ``sam2`` children the official recipe optimises (AdamW, lr 1e-3); everything else is frozen."""
+FROZEN_MODULES = ("image_encoder", "sam_prompt_encoder", "obj_ptr_proj", "mask_downsample")
 DINO_SIZE = 560
 """DINOv2 input side of the official model (40 x 40 patches), whatever the SAM 2 input size."""
 
@@ -81,6 +84,16 @@ class FSSAM(nn.Module):
     @property
     def image_size(self) -> int:
         return int(self.sam2.image_size)
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the mask decoder, memory encoder and memory attention (the optimiser's groups)."""
+        return [p for name in TRAINED_MODULES for p in getattr(self.sam2, name).parameters()]
+
+    def freeze(self) -> FSSAM:
+        """``requires_grad=False`` on the frozen parts (Hiera, prompt encoder, pointer MLP, mask downsampler, DINOv2)."""
+        for module in [getattr(self.sam2, name) for name in FROZEN_MODULES] + [self.dino]:
+            module.requires_grad_(False)
+        return self
 
     def _autocast(self, device: torch.device):
         if device.type == "cuda":
@@ -161,8 +174,11 @@ class FSSAM(nn.Module):
                 priors = self.priors(query, support)
             priors = priors.float().mean(dim=1)  # (B, 2, S, S)
             prior_fg, prior_ae = priors[:, :1], priors[:, 1:]
-            fg_mem, _, _ = self._mask_memory(query.vision_feats, query.sizes, prior_fg)
-            ae_mem, ae_pos, ae_ptr = self._mask_memory(query.vision_feats, query.sizes, prior_ae)
+            # both pseudo prompts in one pass: (2B, ...) = [FG prior memories; contrast prior memories]
+            twice = [torch.cat((x, x), dim=1) for x in query.vision_feats]
+            memories, positions, pointers = self._mask_memory(twice, query.sizes, torch.cat((prior_fg, prior_ae)))
+            fg_mem, ae_mem = memories[:batch], memories[batch:]
+            ae_pos, ae_ptr = positions[batch:], pointers[batch:]
             grid = tuple(query.sizes[-1])
             shots = support.shots
             support_masks = resize_aligned(support.masks.flatten(0, 1), grid).view(batch, shots, 1, *grid)

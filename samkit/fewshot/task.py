@@ -41,12 +41,13 @@ from samkit.fewshot.data.episodes import TEST_EPISODES, TEST_SEED, EpisodeDatase
 from samkit.fewshot.data.lists import FewShotLists, FoldSplit, fold_split, present_classes, read_label, read_lists
 from samkit.fewshot.data.transforms import COCO_SCALE, PASCAL_SCALE, eval_transform, train_transform
 from samkit.fewshot.loss import dice_loss
+from samkit.fewshot.model import TRAINED_MODULES
 from samkit.fewshot.priorcache import PriorCache, episode_key, weights_fingerprint
 from samkit.metrics.fewshot import FewShotIoU
 
 DATASETS = ("pascal", "coco", "synthetic")
 OFFICIAL_LOADER_WORKERS = 32
-TRAINABLE = ("sam2.sam_mask_decoder", "sam2.memory_encoder", "sam2.memory_attention")
+TRAINABLE = tuple(f"sam2.{name}" for name in TRAINED_MODULES)
 """The modules FSSAM trains (the official optimizer's three parameter groups)."""
 LIST_OFFICIAL, LIST_GENERATE = "official", "generate"
 PER_EPISODE = ("raw_label", "episode")
