@@ -38,7 +38,14 @@ from torch import nn
 from samkit.errors import InputError
 from samkit.fewshot.build import IMAGE_SIZE, TINY, TINY_BACKBONE, TINY_IMAGE_SIZE
 from samkit.fewshot.data.episodes import TEST_EPISODES, TEST_SEED, EpisodeDataset, official_test_episodes
-from samkit.fewshot.data.lists import FewShotLists, FoldSplit, fold_split, present_classes, read_label, read_lists
+from samkit.fewshot.data.lists import (
+    FewShotLists,
+    FoldSplit,
+    fold_split,
+    present_classes,
+    read_label,
+    read_lists,
+)
 from samkit.fewshot.data.transforms import COCO_SCALE, PASCAL_SCALE, eval_transform, train_transform
 from samkit.fewshot.loss import dice_loss
 from samkit.fewshot.model import TRAINED_MODULES
