@@ -44,7 +44,7 @@ def weights_fingerprint(module: nn.Module) -> str:
         return known
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
+        tensor = tensor.detach().cpu().reshape(-1).contiguous()
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     _fingerprints[module] = digest.hexdigest()
