@@ -44,9 +44,9 @@ def weights_fingerprint(module: nn.Module) -> str:
         return known
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().reshape(-1).contiguous()
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        flat = tensor.detach().cpu().reshape(-1).contiguous()
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     _fingerprints[module] = digest.hexdigest()
     return _fingerprints[module]
 
