@@ -1,7 +1,8 @@
 """samkit: SAM-family segmentation heads behind one ``Segmenter.predict()`` over SAM / SAM 2 encoders.
 
-Available: SAM2Long long-video segmentation (``sam2long``, ``sam2``) and every backbone's own image
-segmenter; FSSAM (few-shot) and ReferSAM (referring) are planned. Third-party heads plug in through
+Heads: SAM2Long long-video segmentation (``sam2long``, ``sam2``), FSSAM few-shot segmentation
+(``fssam``), ReferSAM referring segmentation (``refersam``) and every backbone's own image
+segmenter; ``samkit.engine`` trains and evaluates the trainable ones. Third-party heads plug in through
 the ``samkit.heads`` entry-point group (see ``samkit.registry``).
 
 Importing samkit is light: ``torch``, ``sam2``, ``segment_anything``, ``transformers`` and ``timm``
