@@ -38,7 +38,8 @@ def test_models_lists_backbones_heads_and_planned_heads(capsys):
     kinds = {line.split()[0]: tuple(line.split()[1:3]) for line in lines}
     assert kinds["sam-vit-h"] == ("backbone", "image")
     assert kinds["sam2long"] == kinds["sam2"] == ("head", "video")
-    assert kinds["fssam"] == kinds["refersam"] == ("planned", "image")
+    assert kinds["fssam"] == ("planned", "image")
+    assert kinds["refersam"] == ("head", "image")
     assert names.index("sam2long") < names.index("tiny-sam2")
     assert captured.err == ""
 

@@ -53,23 +53,23 @@ def test_builtin_heads_are_declared_next_to_each_head():
     assert {head.default_backbone for head in LONGVIDEO} == {"sam2.1-hiera-tiny"}
     assert [(head.name, head.status, head.builder) for head in FEWSHOT + REFERRING] == [
         ("fssam", "planned", "samkit.fewshot.segmenter:build_fewshot_segmenter"),
-        ("refersam", "planned", "samkit.referring.segmenter:build_referring_segmenter"),
+        ("refersam", "available", "samkit.referring.segmenter:build_referring_segmenter"),
     ]
 
 
 def test_list_models_kinds_and_planned_heads():
     heads, backbones = samkit.list_models(kind="head"), samkit.list_models(kind="backbone")
-    assert heads == ["sam2", "sam2long"]
+    assert heads == ["refersam", "sam2", "sam2long"]
     assert samkit.list_models() == heads + backbones
-    assert samkit.list_models(kind="video") == heads
-    assert set(samkit.list_models(kind="image")) == set(backbones)
-    assert {"fssam", "refersam"} <= set(samkit.list_models(planned=True)) - set(samkit.list_models())
+    assert samkit.list_models(kind="video") == ["sam2", "sam2long"]
+    assert set(samkit.list_models(kind="image")) == set(backbones) | {"refersam"}
+    assert {"fssam"} <= set(samkit.list_models(planned=True)) - set(samkit.list_models())
     with pytest.raises(InputError, match="kind must be one of"):
         samkit.list_models(kind="heads")
 
 
 def test_loading_a_planned_head_says_it_is_planned():
-    with pytest.raises(InputError, match=r"'fssam' is planned but not implemented.*available heads: sam2, sam2long"):
+    with pytest.raises(InputError, match=r"'fssam' is planned but not implemented.*available heads: refersam, sam2, sam2long"):
         samkit.load("fssam")
 
 
