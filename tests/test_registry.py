@@ -10,9 +10,13 @@ import pytest
 
 import samkit
 from samkit.errors import InputError
-from samkit.registry import HeadRegistry, HeadSpec, WeightsSpec
+from samkit.registry import REGISTRY, HeadRegistry, HeadSpec, WeightsSpec, register
 
 BUILTIN_MODULES = ("samkit.image.spec", "samkit.longvideo.spec", "samkit.fewshot.spec", "samkit.referring.spec")
+
+
+PLANNED_HEAD = HeadSpec(name="planned-head", builder="planned_module:build", input_kind="image",
+                        prompt_types=("Points",), description="a head declared before it is built", status="planned")
 
 
 def spec(name: str = "dummy", source: str = "samkit", builder: str = "dummy_module:build", **fields) -> HeadSpec:
@@ -53,25 +57,33 @@ def test_builtin_heads_are_declared_next_to_each_head():
     assert {head.default_backbone for head in LONGVIDEO} == {"sam2.1-hiera-tiny"}
     assert [(head.name, head.status, head.builder) for head in FEWSHOT + REFERRING] == [
         ("fssam", "available", "samkit.fewshot.segmenter:build_fewshot_segmenter"),
-        ("refersam", "planned", "samkit.referring.segmenter:build_referring_segmenter"),
+        ("refersam", "available", "samkit.referring.segmenter:build_referring_segmenter"),
     ]
 
 
 def test_list_models_kinds_and_planned_heads():
     heads, backbones = samkit.list_models(kind="head"), samkit.list_models(kind="backbone")
-    assert heads == ["fssam", "sam2", "sam2long"]
+    assert heads == ["fssam", "refersam", "sam2", "sam2long"]
     assert samkit.list_models() == heads + backbones
     assert samkit.list_models(kind="video") == ["sam2", "sam2long"]
-    assert set(samkit.list_models(kind="image")) == set(backbones) | {"fssam"}
-    assert {"refersam"} <= set(samkit.list_models(planned=True)) - set(samkit.list_models())
+    assert set(samkit.list_models(kind="image")) == set(backbones) | {"fssam", "refersam"}
+    register(PLANNED_HEAD)
+    try:
+        assert set(samkit.list_models(planned=True)) - set(samkit.list_models()) == {"planned-head"}
+    finally:
+        REGISTRY.unregister("planned-head")
     with pytest.raises(InputError, match="kind must be one of"):
         samkit.list_models(kind="heads")
 
 
 def test_loading_a_planned_head_says_it_is_planned():
-    with pytest.raises(InputError, match=r"'refersam' is planned but not implemented.*available heads: fssam, sam2, "
-                                         r"sam2long"):
-        samkit.load("refersam")
+    register(PLANNED_HEAD)
+    try:
+        with pytest.raises(InputError, match=r"'planned-head' is planned but not implemented.*available heads: fssam, "
+                                             r"refersam, sam2, sam2long"):
+            samkit.load("planned-head")
+    finally:
+        REGISTRY.unregister("planned-head")
 
 
 def test_register_refuses_to_overwrite_and_names_both_sources(no_entry_points):
