@@ -240,7 +240,7 @@ def normalize_prompts(
     if not isinstance(prompts, Mapping):
         raise InputError(f"{head}: prompts must be a dict {{obj_id: prompt}}, got {type(prompts).__name__}")
     if not prompts:
-        raise InputError(f"{head}: prompts is an empty dict; give {{obj_id: {names}}} for at least one object")
+        raise InputError(f"{head}: prompts is an empty dict; give at least one prompt: {{obj_id: {names}}}")
     normalized: dict[int, list[Any]] = {}
     for obj_id, value in prompts.items():
         key = check_obj_id(obj_id)
