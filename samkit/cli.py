@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "samkit.commands.eval",
     "samkit.commands.track",
     "samkit.commands.track_dataset",
+    "samkit.commands.refer",
 )
 
 

@@ -1,4 +1,4 @@
-"""The referring head ReferSAM (planned: declared so ``samkit models`` and ``samkit.load`` can say so)."""
+"""The referring head ReferSAM (no official weights exist: train it with samkit, or load your own checkpoint)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ HEADS: tuple[HeadSpec, ...] = (
         builder="samkit.referring.segmenter:build_referring_segmenter",
         input_kind="image",
         prompt_types=("Text",),
-        description="ReferSAM referring image segmentation over SAM (free-form text)",
+        description="ReferSAM referring image segmentation over SAM (free-form text; BERT or CLIP text encoder)",
         default_backbone="sam-vit-b",
-        status="planned",
     ),
 )

@@ -22,6 +22,7 @@ from samkit.errors import InputError
 DEFAULT_MAX_TEXT_LENGTH = 20
 CLIP_MODEL_TYPES = ("clip", "clip_text_model")
 MINILM_ALIAS = "minilm"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 
 
 class TextTruncatedWarning(UserWarning):
@@ -70,7 +71,10 @@ def build_text_encoder(source: str | os.PathLike[str] | Any, *, pretrained: bool
         model_class = transformers.AutoModel
         if not pretrained:
             return model_class.from_config(config)
-    return model_class.from_pretrained(path)
+    try:
+        return model_class.from_pretrained(path)
+    except OSError as error:
+        raise InputError(f"text_encoder {path!r} has a config but no loadable weights ({error})") from None
 
 
 def text_width(text_encoder: nn.Module) -> int:
@@ -86,13 +90,16 @@ class Tokenizer:
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
             raise InputError(f"max_text_length must be an int >= 2, got {max_length!r}")
         path = resolve_text_source(source)
+        missing = (
+            f"no tokenizer found for text encoder {path!r}: the model directory must hold its tokenizer files "
+            f"(one of {', '.join(TOKENIZER_FILES)})"
+        )
+        if Path(path).is_dir() and not any((Path(path) / name).is_file() for name in TOKENIZER_FILES):
+            raise InputError(missing)
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError, TypeError) as error:
-            raise InputError(
-                f"no tokenizer found for text encoder {path!r} ({error}); the model directory must hold its tokenizer "
-                "files (tokenizer.json or vocab.txt / vocab.json + merges.txt)"
-            ) from None
+            raise InputError(f"{missing} ({error})") from None
         self.max_length = max_length
 
     def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
