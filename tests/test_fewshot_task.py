@@ -18,6 +18,8 @@ from samkit.fewshot.priorcache import PriorCache, episode_key, weights_fingerpri
 from samkit.fewshot.task import TRAINABLE, FewShotTask, build_task, collate
 from samkit.metrics.fewshot import FewShotIoU
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "fewshot" / "synthetic_tiny.yaml"
 SYNTHETIC = {"num_classes": 8, "num_folds": 4, "images_per_class": 4, "size": 128}
 
