@@ -66,8 +66,15 @@ def test_models_reports_a_broken_head_and_lists_the_others(capsys, monkeypatch):
 def test_demo_writes_masks_and_says_weights_are_untrained(tmp_path):
     import samkit
     from samkit.checkpoints import UntrainedWeightsWarning
-    from samkit.commands.demo import (FEW_SHOT_BACKBONE, FEW_SHOT_OBJECT, REFERRED_OBJECT, REFERRING_BACKBONE,
-                                      REFERRING_EXPRESSION, REFERRING_IMAGE_SIZE, REFERRING_TEXT_ENCODER)
+    from samkit.commands.demo import (
+        FEW_SHOT_BACKBONE,
+        FEW_SHOT_OBJECT,
+        REFERRED_OBJECT,
+        REFERRING_BACKBONE,
+        REFERRING_EXPRESSION,
+        REFERRING_IMAGE_SIZE,
+        REFERRING_TEXT_ENCODER,
+    )
     from samkit.samples import synthetic_video
 
     out = tmp_path / "demo"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from samkit.commands.common import int_at_least
+from samkit.constants import DEFAULT_SAM2_BACKBONE, VOID_LABEL
 from samkit.errors import InputError
 from samkit.longvideo.config import TREE_PRESETS
 from samkit.prompts import Box, Mask, Points
@@ -19,27 +20,10 @@ if TYPE_CHECKING:
     from samkit.io.video import VideoSource
     from samkit.longvideo import LongVideoSegmenter
 
-DEFAULT_BACKBONE = "sam2.1-hiera-tiny"
+DEFAULT_BACKBONE = DEFAULT_SAM2_BACKBONE
 DEFAULT_OBJ_ID = 1
-VOID_LABEL = 255
-"""In a label map with several objects, 255 is void (DAVIS); alone it is the foreground of a 0 / 255 mask."""
 XY_FIELDS, XY_LABEL_FIELDS = 2, 3
 BOX_FIELDS = 4
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an int >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,8 +19,8 @@ from samkit.commands.track import add_model_arguments, build_tracker
 from samkit.errors import InputError
 
 if TYPE_CHECKING:
+    from samkit.datasets.vos import VideoEntry
     from samkit.longvideo import LongVideoSegmenter
-    from samkit.longvideo.data import VideoEntry
 
 OUTPUT_FORMAT_BY_LAYOUT = {"davis": "davis", "lvos": "davis", "sav": "per-object"}
 OVERALL_BAR, VIDEO_BAR = 0, 1
@@ -103,7 +103,7 @@ def track_video(tracker: LongVideoSegmenter, entry: VideoEntry, out: str, output
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from samkit.longvideo.data import is_complete, list_videos
+    from samkit.datasets.vos import is_complete, list_videos
 
     shard = parse_shard(args.shard)
     entries = shard.select(list_videos(args.data, args.layout, split=args.split))

@@ -19,7 +19,15 @@ _EXPORTS = {
     "build_referring_segmenter": "samkit.referring.segmenter",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ReferSAM",
+    "ReferringSegmenter",
+    "Tokenizer",
+    "build_referring_segmenter",
+    "build_refersam",
+    "load_refersam_checkpoint",
+    "sam_state_to_refersam",
+]
 
 
 def __getattr__(name: str) -> Any:

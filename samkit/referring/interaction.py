@@ -163,7 +163,7 @@ class Extractor(nn.Module):
         return self.query_norm(out.to(query.dtype))
 
 
-def maybe_checkpoint(enabled: bool, function, *args):  # noqa: ANN001, ANN202 - thin wrapper
+def maybe_checkpoint(enabled: bool, function, *args):
     """Run ``function(*args)``, under non-reentrant activation checkpointing when ``enabled`` and training."""
     if enabled and torch.is_grad_enabled():
         return checkpoint(function, *args, use_reentrant=False)
