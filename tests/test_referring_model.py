@@ -143,7 +143,7 @@ def test_attention_matches_sdpa_and_single_level_msa_equals_mha():
     q, k = torch.randn(2, 5, 12), torch.randn(2, 7, 10)
     key_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
     out = mha(q, k, k, key_mask=key_mask)
-    heads = lambda x: x.view(2, -1, 4, 4).transpose(1, 2)
+    heads = lambda x: x.view(2, -1, 4, 4).transpose(1, 2)  # noqa: E731
     sdpa = torch.nn.functional.scaled_dot_product_attention(
         heads(mha.q_proj(q)), heads(mha.k_proj(k)), heads(mha.v_proj(k)), attn_mask=key_mask[:, None, None, :].bool()
     )
@@ -211,7 +211,7 @@ def test_clip_text_is_frozen_and_uses_end_token():
     assert model.using_clip and not any(p.requires_grad for p in model.text_encoder.parameters())
     images, ids, mask = inputs(1)
     model.train()
-    pred, _coarse = model(images, ids, mask)
+    pred, coarse = model(images, ids, mask)
     (pred.mean() + coarse.mean()).backward()
     assert all(p.grad is None for p in model.text_encoder.parameters())
     assert model.vl_adapter.lang_prompts.weight.grad.abs().sum() > 0
@@ -252,7 +252,7 @@ def test_activation_checkpointing_gives_same_gradients():
         model = shake(build_refersam("tiny", tiny_bert_config(), seed=0)).train()
         model.set_activation_checkpointing(enabled)
         images, ids, mask = inputs(2)
-        pred, _coarse = model(images, ids, mask)
+        pred, coarse = model(images, ids, mask)
         (pred.square().mean() + coarse.mean()).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
