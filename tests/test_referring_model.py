@@ -143,7 +143,7 @@ def test_attention_matches_sdpa_and_single_level_msa_equals_mha():
     q, k = torch.randn(2, 5, 12), torch.randn(2, 7, 10)
     key_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
     out = mha(q, k, k, key_mask=key_mask)
-    heads = lambda x: x.view(2, -1, 4, 4).transpose(1, 2)  # noqa: E731
+    heads = lambda x: x.view(2, -1, 4, 4).transpose(1, 2)
     sdpa = torch.nn.functional.scaled_dot_product_attention(
         heads(mha.q_proj(q)), heads(mha.k_proj(k)), heads(mha.v_proj(k)), attn_mask=key_mask[:, None, None, :].bool()
     )
