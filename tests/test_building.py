@@ -17,7 +17,7 @@ from samkit.checkpoints import UntrainedWeightsWarning
 from samkit.errors import InputError
 from samkit.registry import REGISTRY, HeadSpec, WeightsSpec
 
-WEIGHTS = WeightsSpec("best_1shot.pth", hf_repo="someone/fewshot-weights", sha256=None)
+WEIGHTS = WeightsSpec("test_trainable_weights.pth", hf_repo="someone/fewshot-weights", sha256=None)
 HEAD = HeadSpec(name="test-trainable", builder="samkit.image.segmenter:build_image_segmenter", input_kind="image",
                 prompt_types=("SupportSet",), description="a trainable head with published weights",
                 weights=(WEIGHTS,))
@@ -89,30 +89,30 @@ def test_head_weights_resolve_download_once_and_check_the_sha256(home, monkeypat
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     plan = prepare(trainable_head, device="cpu", checkpoint="someone/fewshot-weights")
-    assert plan.checkpoint == home / "checkpoints" / "best_1shot.pth" and plan.trained
-    assert prepare(trainable_head, device="cpu", checkpoint="best_1shot.pth").checkpoint == plan.checkpoint
-    assert calls == [("someone/fewshot-weights", "best_1shot.pth")]
+    assert plan.checkpoint == home / "checkpoints" / "test_trainable_weights.pth" and plan.trained
+    assert prepare(trainable_head, device="cpu", checkpoint="test_trainable_weights.pth").checkpoint == plan.checkpoint
+    assert calls == [("someone/fewshot-weights", "test_trainable_weights.pth")]
     good = hashlib.sha256(b"published weights").hexdigest()
-    assert prepare(trainable_head, device="cpu", checkpoint="best_1shot.pth",
-                   known=(WeightsSpec("best_1shot.pth", sha256=good),)).checkpoint == plan.checkpoint
+    assert prepare(trainable_head, device="cpu", checkpoint="test_trainable_weights.pth",
+                   known=(WeightsSpec("test_trainable_weights.pth", sha256=good),)).checkpoint == plan.checkpoint
     with pytest.raises(InputError, match="does not match the published sha256"):
-        prepare(trainable_head, device="cpu", checkpoint="best_1shot.pth",
-                known=(WeightsSpec("best_1shot.pth", sha256="0" * 64),))
+        prepare(trainable_head, device="cpu", checkpoint="test_trainable_weights.pth",
+                known=(WeightsSpec("test_trainable_weights.pth", sha256="0" * 64),))
 
 
 def test_offline_unknown_and_missing_head_weights_are_explained(home, monkeypatch, trainable_head):
     with pytest.raises(InputError, match="does not exist; give a local checkpoint file or one of the published "
-                                         "weights of head 'test-trainable': best_1shot.pth, someone/fewshot-weights"):
+                                         "weights of head 'test-trainable': test_trainable_weights.pth, someone/fewshot-weights"):
         prepare(trainable_head, device="cpu", checkpoint="nope.pth")
     monkeypatch.setenv("SAMKIT_OFFLINE", "1")
-    with pytest.raises(InputError, match="not cached and downloads are off.*put it at .*best_1shot.pth"):
-        prepare(trainable_head, device="cpu", checkpoint="best_1shot.pth")
+    with pytest.raises(InputError, match="not cached and downloads are off.*put it at .*test_trainable_weights.pth"):
+        prepare(trainable_head, device="cpu", checkpoint="test_trainable_weights.pth")
 
 
 def test_a_checkpoint_of_another_head_is_named(home, tmp_path, trainable_head):
     with pytest.raises(InputError, match="holds the weights of the head 'test-trainable', not of 'sam2long'"):
-        prepare("sam2long", device="cpu", checkpoint="best_1shot.pth", known=BACKBONES["tiny-sam2"])
-    renamed = tmp_path / "best_1shot.pth"
+        prepare("sam2long", device="cpu", checkpoint="test_trainable_weights.pth", known=BACKBONES["tiny-sam2"])
+    renamed = tmp_path / "test_trainable_weights.pth"
     renamed.write_bytes(b"x")
     with pytest.raises(InputError, match="holds the weights of the head 'test-trainable'"):
         samkit.load("tiny-sam2", device="cpu", checkpoint=renamed)
