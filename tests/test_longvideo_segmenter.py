@@ -30,7 +30,7 @@ def video():
 
 
 @pytest.fixture(scope="module")
-def segmenter():
+def segmenter(one_torch_thread):
     return load()
 
 
