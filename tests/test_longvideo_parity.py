@@ -119,3 +119,38 @@ def test_lazy_frames_match_sam2_loader(clip):
     for index in (0, 5, 7, 5):
         assert torch.equal(lazy[index], images[index])
     assert len(lazy._cache) <= 2
+
+
+def test_sam2_mode_scores_are_sam2s_object_presence(clip):
+    """FrameResult.scores of plain SAM 2 are sigmoid(object_score_logits) of sam2's own predictor."""
+    video, folder, model = clip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state = model.init_state(folder)
+        for prompt in FORWARD:
+            add(*prompt, video, lambda f, o, m: model.add_new_mask(state, f, o, m),
+                lambda f, o, p, l, b: model.add_new_points_or_box(state, f, o, points=p, labels=l, box=b))
+        for _ in model.propagate_in_video(state):
+            pass
+    expected = {}
+    for obj_idx, obj_id in enumerate(state["obj_ids"]):
+        outputs = state["output_dict_per_obj"][obj_idx]
+        for frame_idx in range(NUM_FRAMES):
+            out = outputs["cond_frame_outputs"].get(frame_idx) or outputs["non_cond_frame_outputs"].get(frame_idx)
+            if out is not None:
+                expected[frame_idx, obj_id] = torch.sigmoid(out["object_score_logits"]).item()
+    segmenter = LongVideoSegmenter(model, TreeConfig.sam2(), {"name": "sam2"}, torch.device("cpu"))
+    prompts = {}
+    for kind, frame, obj_id, argument in FORWARD:
+        if kind == "mask":
+            item = samkit.Mask(video.masks[obj_id][frame], frame=frame)
+        elif kind == "points":
+            item = samkit.Points(argument[0], labels=argument[1], frame=frame)
+        else:
+            item = samkit.Box(argument, frame=frame)
+        prompts.setdefault(obj_id, []).append(item)
+    got = {(f.frame_idx, obj_id): score for f in segmenter.predict(folder, prompts=prompts)
+           for obj_id, score in f.scores.items()}
+    assert got.keys() == expected.keys()
+    assert max(abs(got[key] - expected[key]) for key in expected) < 1e-6  # float32 vs float64 sigmoid
+    assert len({round(value, 6) for value in expected.values()}) > 1  # scores carry information, not a constant
