@@ -88,7 +88,7 @@ def test_sigkill_then_resume_is_bit_for_bit(tmp_path):
     task = {**TASK, "step_delay": 0.05}
     engine = {"iterations": 40, "checkpoint_every_iterations": 5, "eval_every_iterations": 8, "best_metric": "iou"}
     config = _write_config(tmp_path / "run.yaml", tmp_path / "run", task, **engine)
-    process = subprocess.Popen([sys.executable, "-m", "samkit.engine.cli", "train", "toy", "--config", str(config)],
+    process = subprocess.Popen([sys.executable, "-m", "samkit.cli", "train", "toy", "--config", str(config)],
                                env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + TIMEOUT
     killed_after = None

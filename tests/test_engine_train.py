@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from samkit import InputError
+from samkit.cli import main as engine_cli
 from samkit.engine import evaluate, train
-from samkit.engine.cli import main as engine_cli
 from samkit.engine.state import load_training_checkpoint
 from samkit.engine.toy import ToyTask
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
+from samkit.cli import main as engine_cli
 from samkit.engine import Task, check_task, evaluate, train
-from samkit.engine.cli import main as engine_cli
 from samkit.engine.sampling import eval_shard
 from samkit.engine.task import build_task as engine_build_task
 from samkit.errors import InputError

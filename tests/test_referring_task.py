@@ -17,9 +17,9 @@ import torch
 import yaml
 
 from samkit import InputError
+from samkit.cli import build_parser
+from samkit.cli import main as engine_cli
 from samkit.engine import evaluate, read_experiment, train
-from samkit.engine.cli import build_parser
-from samkit.engine.cli import main as engine_cli
 from samkit.engine.freezing import apply_freeze
 from samkit.engine.state import load_training_checkpoint
 from samkit.engine.task import Task, build_task
@@ -282,14 +282,14 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
-    """A real SIGKILL of a `samkit.engine.cli train` process once last.pt exists; --resume finishes the run."""
+    """A real SIGKILL of a `samkit train` process once last.pt exists; --resume finishes the run."""
     def write(out):
         path = tmp_path / f"{out}.yaml"
         path.write_text(yaml.safe_dump(_config(tmp_path / out, iterations=6, eval_every_iterations=3,
                                                checkpoint_every_iterations=1)))
         return str(path)
 
-    command = [sys.executable, "-m", "samkit.engine.cli", "train", "referring", "--config"]
+    command = [sys.executable, "-m", "samkit.cli", "train", "referring", "--config"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     subprocess.run([*command, write("ref")], check=True, env=env, capture_output=True)
     process = subprocess.Popen([*command, write("run")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,7 +2,8 @@
 
 ``register(subparsers)`` adds the ``train`` command to the top-level parser;
 ``register_eval(eval_tasks)`` adds one ``samkit eval <head>`` sub-command per head to the existing
-``eval`` group. Run a multi-GPU job with ``torchrun --nproc_per_node=N -m samkit.cli train ...``.
+``eval`` group (wired in by ``samkit.commands.train`` and ``samkit.commands.eval``). Run a multi-GPU
+job with ``torchrun --nproc_per_node=N -m samkit.cli train ...``.
 This module is light to import (no torch until a command runs).
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from samkit.engine.task import HEADS
 
@@ -62,28 +62,3 @@ def register_eval(tasks: argparse._SubParsersAction) -> None:
     """Add ``samkit eval <head>`` for every trainable head to the ``eval`` group's sub-parsers."""
     for head in sorted(HEADS):
         _add_eval_head(tasks, head)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser with ``train`` and ``eval`` (what samkit's CLI provides once wired in)."""
-    parser = argparse.ArgumentParser(prog="samkit", description="Train and evaluate samkit heads.")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    register(subparsers)
-    eval_parser = subparsers.add_parser("eval", help="evaluate a trained head")
-    register_eval(eval_parser.add_subparsers(dest="eval_task", metavar="HEAD", required=True))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    from samkit.errors import InputError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except InputError as error:
-        print(f"samkit {args.command}: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
