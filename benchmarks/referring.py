@@ -3,7 +3,9 @@
 * inference images/s at 448 and 1024 px (ViT-B + BERT-base by default), with the time split between
   the SAM ViT blocks, the fusion layers (VL + prompt layers), the deformable attention and the SAM
   mask decoder (forward hooks; the rest is the spatial prior CNN, text encoder, projections);
-* one training step (forward + backward, batch 2) with and without activation checkpointing: time
+* the same forward with mmcv's pure-PyTorch deformable-attention formulation in place of samkit's
+  (``method="reference"``): seconds in deformable attention and per image, and the speed-up;
+* one training step (forward + backward, batch 2 or ``--train-batch``) with and without activation checkpointing: time
   and peak memory (CUDA: ``max_memory_allocated``; CPU: peak RSS of a fresh subprocess per setting).
 
     python benchmarks/referring.py                         # ViT-B + BERT, CPU, one thread
@@ -71,34 +73,60 @@ def timed_parts(model: torch.nn.Module, device: torch.device) -> tuple[dict[str,
     handles = []
     for part, modules in part_modules(model).items():
         for module in modules:
-            def pre(m, args, key=id(module)):  # noqa: ANN001, ANN202
+            def pre(hooked, args):
                 _sync(device)
-                starts[key] = time.perf_counter()
+                starts[id(hooked)] = time.perf_counter()
 
-            def post(m, args, out, key=id(module), part=part):  # noqa: ANN001, ANN202
+            def post(hooked, args, out, part=part):
                 _sync(device)
-                totals[part] += time.perf_counter() - starts[key]
+                totals[part] += time.perf_counter() - starts[id(hooked)]
 
             handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     return totals, handles
 
 
+def _set_msda_method(model: torch.nn.Module, method: str) -> None:
+    from samkit.referring.msda import MultiScaleDeformableAttention
+
+    for module in model.modules():
+        if isinstance(module, MultiScaleDeformableAttention):
+            module.method = method
+
+
+def _timed_forward(model: torch.nn.Module, batch: tuple, repeats: int, device: torch.device) -> tuple[float, dict]:
+    """Seconds per forward and seconds per part (after one warm-up)."""
+    model(*batch)
+    totals, handles = timed_parts(model, device)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model(*batch)
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    for handle in handles:
+        handle.remove()
+    return elapsed / repeats, {part: totals[part] / repeats for part in PARTS}
+
+
 def inference(model: torch.nn.Module, size: int, repeats: int, device: torch.device) -> dict[str, float]:
+    """Images/s and cost split with samkit's deformable attention, then the same forward with mmcv's formulation."""
     vocab = model.text_encoder.config.vocab_size
     batch = inputs(1, size, vocab, device)
     with torch.inference_mode():
-        model(*batch)  # warm-up
-        totals, handles = timed_parts(model, device)
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model(*batch)
-        _sync(device)
-        elapsed = time.perf_counter() - start
-    for handle in handles:
-        handle.remove()
-    result = {"image_size": size, "images_per_s": repeats / elapsed, "s_per_image": elapsed / repeats}
-    result.update({f"share_{part}": totals[part] / elapsed for part in PARTS})
+        seconds, parts = _timed_forward(model, batch, repeats, device)
+        _set_msda_method(model, "reference")
+        try:
+            mmcv_seconds, mmcv_parts = _timed_forward(model, batch, repeats, device)
+        finally:
+            _set_msda_method(model, "auto")
+    result = {"image_size": size, "images_per_s": 1 / seconds, "s_per_image": seconds}
+    result.update({f"share_{part}": parts[part] / seconds for part in PARTS})
+    result.update({
+        "deformable_attention_s": parts["deformable_attention"],
+        "mmcv_formulation_deformable_attention_s": mmcv_parts["deformable_attention"],
+        "mmcv_formulation_s_per_image": mmcv_seconds,
+        "deformable_attention_speedup": mmcv_parts["deformable_attention"] / parts["deformable_attention"],
+    })
     return result
 
 
@@ -106,7 +134,7 @@ def train_step(args: argparse.Namespace, checkpointing: bool) -> dict[str, float
     device = torch.device(args.device)
     model = build(args).to(device).train()
     model.set_activation_checkpointing(checkpointing)
-    batch = inputs(2, args.train_size, model.text_encoder.config.vocab_size, device)
+    batch = inputs(args.train_batch, args.train_size, model.text_encoder.config.vocab_size, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -122,7 +150,7 @@ def train_step(args: argparse.Namespace, checkpointing: bool) -> dict[str, float
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB  # MiB (Linux reports KiB)
-    return {"activation_checkpointing": checkpointing, "step_s": min(times[1:]), "peak_mib": peak}
+    return {"activation_checkpointing": checkpointing, "batch": args.train_batch, "step_s": min(times[1:]), "peak_mib": peak}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="448,1024")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=448)
+    parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--train-repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
@@ -149,13 +178,15 @@ def main(argv: list[str] | None = None) -> None:
     report = {"model": "tiny" if args.tiny else f"{args.sam}+bert-base", "device": args.device,
               "inference": [inference(model, int(size), args.repeats, device) for size in args.sizes.split(",")]}
     del model
-    report["training_batch2"] = []
+    key = f"training_batch{args.train_batch}"
+    report[key] = []
     for setting in ("off", "on"):
         command = [sys.executable, __file__, "--train-only", setting, "--sam", args.sam, "--device", args.device,
                    "--threads", str(args.threads), "--train-size", str(args.train_size),
+                   "--train-batch", str(args.train_batch),
                    "--train-repeats", str(args.train_repeats)] + (["--tiny"] if args.tiny else [])
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        report["training_batch2"].append(json.loads(output.strip().splitlines()[-1]))
+        report[key].append(json.loads(output.strip().splitlines()[-1]))
     print(json.dumps(report, indent=2))
 
 

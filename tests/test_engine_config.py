@@ -44,6 +44,9 @@ def test_yaml_experiment_is_read_and_validated(tmp_path):
         ({"warmup_factor": 0}, "engine.warmup_factor must be in (0, 1]"),
         ({"find_unused_parameters": "yes"}, "engine.find_unused_parameters must be true or false"),
         ({"min_lr": 1.0}, "must not exceed engine.lr"),
+        ({"early_stop_epochs": 3}, "engine.early_stop_epochs needs engine.best_metric"),
+        ({"early_stop_epochs": 0, "best_metric": "iou"}, "engine.early_stop_epochs must be an integer >= 1"),
+        ({"eval_mid_epoch_from": -1}, "engine.eval_mid_epoch_from must be an integer >= 0"),
     ],
 )
 def test_bad_engine_settings_are_named(changes, message):

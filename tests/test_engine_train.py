@@ -61,6 +61,51 @@ def test_learning_the_toy_task(tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text())["totals"]["union"] == rescored["totals"]["union"].tolist()
 
 
+def _val_steps(run_dir):
+    records = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return [record["step"] for record in records if record["kind"] == "val"]
+
+
+def test_mid_epoch_validation_follows_the_official_rule(tmp_path):
+    # 20 samples at batch 4: 5 steps per epoch; the official code validates after iteration
+    # round(5 / 2) + 1 = 3 of each epoch (Python rounds 2.5 to 2), here from epoch 1 on; the last step always.
+    task = dict(SMALL_TASK, train_samples=20)
+    config = _config(tmp_path / "run", eval_every_epochs=None, eval_mid_epoch_from=1)
+    config["task"] = task
+    train(config, ToyTask(task))
+    assert _val_steps(tmp_path / "run") == [8, 13, 18, 22]
+
+
+class ScriptedMetricTask(ToyTask):
+    """Validation ``iou`` read from ``values`` by validation count (the last value repeats)."""
+
+    def __init__(self, values: list[float]) -> None:
+        super().__init__(SMALL_TASK)
+        self.values, self.validations = values, 0
+
+    def compute_metrics(self, totals):
+        value = self.values[min(self.validations, len(self.values) - 1)]
+        self.validations += 1
+        return {"iou": value}
+
+
+def test_early_stop_after_epochs_without_a_better_metric(tmp_path):
+    # 4 steps per epoch, validation at each epoch end (steps 4, 8, 12, ...): the best (0.3) comes at
+    # step 8, end of epoch 1; epochs 2 and 3 bring nothing better, so epoch 4 never starts.
+    config = _config(tmp_path / "run", iterations=None, epochs=10, eval_every_epochs=1, early_stop_epochs=2)
+    result = train(config, ScriptedMetricTask([0.1, 0.3, 0.2, 0.25, 0.9]))
+    assert result.steps == 16 and result.stopped_early
+    assert result.best["value"] == 0.3 and result.best["step"] == 8
+    assert _val_steps(tmp_path / "run") == [4, 8, 12, 16]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["stopped_early"] and results["steps"] == 16
+    resumed = train(config, ScriptedMetricTask([0.0]), resume=True)
+    assert resumed.steps == 16 and resumed.stopped_early
+    without = train(_config(tmp_path / "full", iterations=None, epochs=10, eval_every_epochs=1),
+                    ScriptedMetricTask([0.1, 0.3, 0.2, 0.25, 0.9]))
+    assert without.steps == 40 and not without.stopped_early and without.best["value"] == 0.9
+
+
 @pytest.mark.parametrize("crash_at", [3, 8, 9, 12, 17, 22])
 def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, crash_at):
     reference = train(_config(tmp_path / "ref"), ToyTask(SMALL_TASK))

@@ -26,6 +26,9 @@ def test_one_recipe_per_official_configuration():
         assert Path(engine.output_dir).name == path.stem
         pascal = task["dataset"] == "pascal"
         assert engine.epochs == (300 if pascal else 75)
+        # official: stop_interval 100 / 25; mid-epoch validation when epochs <= 100 or epoch > 100
+        assert engine.early_stop_epochs == (100 if pascal else 25)
+        assert (engine.eval_every_epochs, engine.eval_mid_epoch_from) == (1, 101 if pascal else 0)
         assert tuple(task["scale"]) == ((0.9, 1.1) if pascal else (0.8, 1.25))
         assert task["lists"] == ("official" if pascal else "generate")
         size = task["backbone"].removeprefix("sam2-hiera-").replace("-", "_")

@@ -67,14 +67,32 @@ def test_support_reuse_equals_independent_predicts(seg):
     assert seg.predict(queries[0]).masks.shape == independent[0].masks.shape
 
 
-def test_several_classes_at_once(seg):
+def test_several_classes_at_once_encode_the_query_once(seg, monkeypatch):
     first, second = picture(4), picture(5)
     query = picture(6)[0]
+    encoded = []
+    encode_query = seg.model.encode_query
+    monkeypatch.setattr(seg.model, "encode_query", lambda images: encoded.append(len(images)) or encode_query(images))
     both = seg.predict(query, prompts={3: samkit.SupportSet([first[0]], [first[1]]),
                                        7: samkit.SupportSet([second[0]], [second[1]])})
+    assert encoded == [1]
     assert both.obj_ids == [3, 7] and both.masks.shape == (2, 70, 90)
-    alone = seg.predict(query, prompt=samkit.SupportSet([second[0]], [second[1]]))
-    np.testing.assert_array_equal(both.masks[1], alone.masks[0])
+    for index, (image, mask) in enumerate((first, second)):
+        alone = seg.predict(query, prompt=samkit.SupportSet([image], [mask]))
+        np.testing.assert_array_equal(both.masks[index], alone.masks[0])
+        np.testing.assert_array_equal(both.logits[index], alone.logits[0])
+        assert both.scores[index] == alone.scores[0]
+
+
+def test_predict_many_goes_one_query_at_a_time_on_the_cpu(seg, monkeypatch):
+    seg.support(samkit.SupportSet(*zip(picture(2))))
+    queries = [picture(seed)[0] for seed in range(3)]
+    encoded = []
+    encode_query = seg.model.encode_query
+    monkeypatch.setattr(seg.model, "encode_query", lambda images: encoded.append(len(images)) or encode_query(images))
+    seg.predict_many(queries)
+    seg.predict_many(queries, batch_size=2)
+    assert encoded == [1, 1, 1, 2, 1]
 
 
 def test_bad_input_is_named(seg, tmp_path):

@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", default=None, help="FSSAM checkpoint (e.g. the official best_1shot.pth)")
     parser.add_argument("--official-compat", action="store_true",
                         help="reproduce the official 5-shot calibration slice (use with released 5-shot weights)")
-    parser.add_argument("--batch-size", type=int, default=4, help="queries per forward pass (default 4)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="queries per forward pass (default: 1 on the CPU, 4 on CUDA)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, ...")
     parser.set_defaults(run=run)
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     import samkit
     from samkit.io.images import read_image_file
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     pairs = [parse_support(spec) for spec in args.support]
     support = samkit.SupportSet([str(image) for image, _ in pairs], [read_support_mask(mask) for _, mask in pairs])
@@ -103,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
                       official_compat=args.official_compat)
     with seg:
         encoded = seg.support(support)
+        batch_size = args.batch_size or seg.default_batch_size
         bar = tqdm(total=len(queries), desc="fewshot", unit="image")
-        for start in range(0, len(queries), args.batch_size):
-            chunk = queries[start:start + args.batch_size]
+        for start in range(0, len(queries), batch_size):
+            chunk = queries[start:start + batch_size]
             images = [read_image_file(path) for path in chunk]
             for path, image, result in zip(chunk, images, seg.predict_many(images, encoded, batch_size=len(chunk))):
                 write_result(result, image, out, path.stem, args.format)

@@ -62,6 +62,10 @@ class EngineConfig:
     * ``eval_every_epochs`` / ``eval_every_iterations`` / ``eval_last_epochs``: when to validate
       (at the end of every k-th epoch, every k iterations, and at the end of each of the last n
       epochs); the final step is always validated when the task has a validation set.
+    * ``eval_mid_epoch_from``: also validate in the middle of every epoch from this (0-based) epoch
+      on, after iteration ``round(n / 2) + 1`` of ``n``, where the official FSSAM code does (``null``: never).
+    * ``early_stop_epochs``: stop when this many whole epochs have passed since ``best_metric``
+      last improved (the official FSSAM ``stop_interval``; ``null``: run to the end).
     * ``checkpoint_every_iterations``: extra ``last.pt`` saves; ``last.pt`` is also written at each
       epoch end, after each validation and at the end.
     * ``best_metric`` / ``best_mode``: the validation metric that selects ``best.pt`` (``None``:
@@ -92,6 +96,8 @@ class EngineConfig:
     eval_every_epochs: int | None = 1
     eval_every_iterations: int | None = None
     eval_last_epochs: int = 0
+    eval_mid_epoch_from: int | None = None
+    early_stop_epochs: int | None = None
     eval_batch_size: int = 1
     checkpoint_every_iterations: int | None = None
     log_every_iterations: int = DEFAULT_LOG_EVERY
@@ -112,8 +118,9 @@ class EngineConfig:
                 f"iterations={self.iterations!r}"
             )
         for name in ("epochs", "iterations", "eval_every_epochs", "eval_every_iterations",
-                     "checkpoint_every_iterations"):
+                     "checkpoint_every_iterations", "early_stop_epochs"):
             _check_int(name, getattr(self, name), minimum=1, optional=True)
+        _check_int("eval_mid_epoch_from", self.eval_mid_epoch_from, minimum=0, optional=True)
         for name in ("batch_size", "eval_batch_size", "log_every_iterations"):
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("warmup_iterations", "eval_last_epochs", "workers", "poly_offset"):
@@ -138,6 +145,8 @@ class EngineConfig:
                 raise InputError(f"engine.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.best_metric is not None and (not isinstance(self.best_metric, str) or not self.best_metric):
             raise InputError(f"engine.best_metric must be a metric name or null, got {self.best_metric!r}")
+        if self.early_stop_epochs is not None and self.best_metric is None:
+            raise InputError("engine.early_stop_epochs needs engine.best_metric (the metric whose improvement it waits for)")
         for name in ("find_unused_parameters", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"engine.{name} must be true or false, got {getattr(self, name)!r}")

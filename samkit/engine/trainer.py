@@ -57,6 +57,7 @@ class TrainResult:
     model: nn.Module
     steps: int
     metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
     best: dict[str, Any] = field(default_factory=dict)
     output_dir: Path = Path(".")
 
@@ -185,12 +186,26 @@ class Trainer:
         engine, step = self.engine, self.step
         if step == self.total_steps or (engine.eval_every_iterations and step % engine.eval_every_iterations == 0):
             return True
+        if engine.eval_mid_epoch_from is not None:
+            epoch, done_in_epoch = divmod(step - 1, self.steps_per_epoch)
+            middle = round(self.steps_per_epoch / 2) + 1
+            if epoch >= engine.eval_mid_epoch_from and done_in_epoch + 1 == middle:
+                return True
         epoch, in_epoch = divmod(step, self.steps_per_epoch)
         if in_epoch:
             return False
         last_epoch = -(-self.total_steps // self.steps_per_epoch)
         return bool((engine.eval_every_epochs and epoch % engine.eval_every_epochs == 0)
                     or epoch > last_epoch - engine.eval_last_epochs)
+
+    def _stop_early(self, epoch: int) -> bool:
+        """True at the start of ``epoch`` when ``early_stop_epochs`` whole epochs brought no better best."""
+        patience = self.engine.early_stop_epochs
+        if patience is None:
+            return False
+        best_step = self.best.get("step")
+        best_epoch = -1 if best_step is None else (best_step - 1) // self.steps_per_epoch
+        return epoch - best_epoch - 1 >= patience
 
     def _validate(self) -> None:
         _, self.metrics = evaluate_model(self.model, self.task, self.val_set, self.engine, self.context,
@@ -233,8 +248,16 @@ class Trainer:
 
             bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True)
         set_train_mode(self.model, self.plan)
+        stopped_early = False
         while self.step < self.total_steps:
             epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
+            if in_epoch == 0 and self._stop_early(epoch):
+                stopped_early = True
+                if self.context.is_main:
+                    print(f"samkit train: stopping early at epoch {epoch}: {self.best['metric']} has not improved "
+                          f"for {self.engine.early_stop_epochs} epochs (best {self.best['value']} at step "
+                          f"{self.best['step']})")
+                break
             sampler = TrainBatchSampler(len(self.train_set), self.engine.batch_size, rank=self.context.rank,
                                         world_size=self.context.world_size, seed=self.engine.seed,
                                         epoch=epoch, start=in_epoch)
@@ -261,9 +284,10 @@ class Trainer:
             bar.close()
         if self.context.is_main:
             write_results(self.output_dir / RESULTS_NAME, {"metrics": self.metrics, "best": self.best,
-                                                           "steps": self.step, "world_size": self.context.world_size})
-        return TrainResult(model=self.model, steps=self.step, metrics=self.metrics, best=self.best,
-                           output_dir=self.output_dir)
+                                                           "steps": self.step, "stopped_early": stopped_early,
+                                                           "world_size": self.context.world_size})
+        return TrainResult(model=self.model, steps=self.step, metrics=self.metrics, stopped_early=stopped_early,
+                           best=self.best, output_dir=self.output_dir)
 
 
 def train(config: str | os.PathLike[str] | Mapping[str, Any] | Experiment, task: Task | None = None, *,

@@ -30,11 +30,13 @@ from samkit.registry import HeadSpec, get_spec
 if TYPE_CHECKING:
     import torch
 
-    from samkit.fewshot.model import FSSAM, SupportEncoding
+    from samkit.fewshot.model import FSSAM, QueryFeatures, SupportEncoding
     from samkit.results import ImageResult
 
-DEFAULT_BATCH = 4
-"""Queries encoded together by ``predict_many`` (memory grows linearly with it)."""
+CUDA_BATCH = 4
+"""Queries encoded together by ``predict_many`` on CUDA (memory grows linearly with it). On the CPU
+queries go one at a time: there batching only adds work (``benchmarks/fewshot.py``: four queries per
+pass took 12 % longer than one at a time on 2 threads)."""
 
 
 @dataclass(frozen=True)
@@ -138,16 +140,22 @@ class FewShotSegmenter(Segmenter):
                     raise InputError(f"{self.spec.name}: object {obj_id} needs exactly one SupportSet, got {len(items)}")
             supports = {obj_id: self._resolve_support(items[0]) for obj_id, items in normalized.items()}
         rgb = _load_rgb(inputs)
-        parts = [self._segment([rgb], support)[0] for support in supports.values()]
+        query = self._encode_queries([rgb])  # once, whatever the number of classes
+        parts = [self._decode_queries(query, [rgb], support)[0] for support in supports.values()]
         return ImageResult(masks=np.stack([p[0] for p in parts]), scores=np.array([p[1] for p in parts], np.float32),
                            logits=np.stack([p[2] for p in parts]),
                            obj_ids=None if prompts is None else sorted(supports))
 
     def predict_many(self, images: Iterable[Any], prompt: SupportSet | EncodedSupport | None = None, *,
-                     batch_size: int = DEFAULT_BATCH) -> list[ImageResult]:
-        """``predict`` for many queries against one support set, encoded once; queries batched by size."""
+                     batch_size: int | None = None) -> list[ImageResult]:
+        """``predict`` for many queries against one support set, encoded once.
+
+        ``batch_size`` queries share a forward pass (default: 1 on the CPU, ``CUDA_BATCH`` on CUDA).
+        """
 
         self._ensure_open()
+        if batch_size is None:
+            batch_size = self.default_batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         support = self._resolve_support(prompt)
@@ -162,19 +170,34 @@ class FewShotSegmenter(Segmenter):
             results.extend(self._results(pending, support))
         return results
 
+    @property
+    def default_batch_size(self) -> int:
+        """Queries per forward pass of ``predict_many`` when not given: 1 on the CPU, ``CUDA_BATCH`` on CUDA."""
+        return CUDA_BATCH if self.device.type == "cuda" else 1
+
     def _results(self, rgbs: list[np.ndarray], support: EncodedSupport) -> list[ImageResult]:
         from samkit.results import ImageResult
 
+        query = self._encode_queries(rgbs)
         return [ImageResult(masks=mask[None], scores=np.array([score], np.float32), logits=logits[None])
-                for mask, score, logits in self._segment(rgbs, support)]
+                for mask, score, logits in self._decode_queries(query, rgbs, support)]
 
-    def _segment(self, rgbs: list[np.ndarray], support: EncodedSupport) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    def _encode_queries(self, rgbs: list[np.ndarray]) -> QueryFeatures:
+        """DINOv2 and SAM 2 features of the queries: what does not depend on the support."""
         import torch
-        import torch.nn.functional as F
 
         queries = torch.stack([self._to_model(rgb) for rgb in rgbs])
         with torch.inference_mode():
-            logits = self.model.segment(self.model.encode_query(queries), support.encoding).float()  # (B, S, S)
+            return self.model.encode_query(queries)
+
+    def _decode_queries(self, query: QueryFeatures, rgbs: list[np.ndarray],
+                        support: EncodedSupport) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """(mask at the original size, score, model-size logits) per query, given one support."""
+        import torch
+        import torch.nn.functional as F
+
+        with torch.inference_mode():
+            logits = self.model.segment(query, support.encoding).float()  # (B, S, S)
         outputs = []
         for rgb, logit in zip(rgbs, logits):
             full = F.interpolate(logit[None, None], size=rgb.shape[:2], mode="bilinear", align_corners=True)[0, 0]
