@@ -1,7 +1,8 @@
-"""Official FSSAM augmentations (numpy re-implementation) on hand-made inputs."""
+"""Official FSSAM augmentations (numpy re-implementation) on hand-made inputs and against OpenCV."""
 
 import random
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -152,3 +153,59 @@ def test_train_and_eval_pipelines_shapes_values_and_determinism():
     assert set(np.unique(a[1])) <= {0, 1, 255} and (a[1] == 1).any()
     out_image, out_label = T.eval_transform(32)(image, label)
     assert out_image.shape == (32, 32, 3) and set(np.unique(out_label)) <= {0, 1, 255}
+
+
+# ---- against OpenCV itself (the official environment's 4.10), float32 images as the official loads them;
+# resampling sums in another order than OpenCV's differ by a few float32 ulps (<= 2e-4 at 0-255)
+
+PAD = [v * 255 for v in (0.485, 0.456, 0.406)]
+
+
+def _label(h, w, seed=0):
+    label = np.random.default_rng(seed).integers(0, 3, (h, w)).astype(np.uint8)
+    label[label == 2] = 255
+    return label
+
+
+@pytest.mark.parametrize("factor", [0.9, 0.95, 1.0, 1.07, 1.1, 0.8, 1.25])
+def test_scale_equals_cv2_resize(factor):
+    image, label = _image(37, 53, seed=1), _label(37, 53, seed=1)
+    ours_image, ours_label = T.scale(image, label, factor)
+    theirs_image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    theirs_label = cv2.resize(label, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(ours_label, theirs_label)
+    assert ours_image.shape == theirs_image.shape
+    np.testing.assert_allclose(ours_image, theirs_image, rtol=0, atol=2e-4)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (512, 512), (23, 41)])
+def test_resize_to_size_equals_cv2(size):
+    image, label = _image(37, 53, seed=2), _label(37, 53, seed=2)
+    height, width = size
+    np.testing.assert_array_equal(T.resize_nearest(label, height, width),
+                                  cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST))
+    np.testing.assert_allclose(T.resize_linear(image, height, width),
+                               cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR), rtol=0, atol=2e-4)
+
+
+@pytest.mark.parametrize("degrees", [-10.0, -7.3, -0.01, 2.5, 9.99, 90.0])
+@pytest.mark.parametrize("shape", [(48, 64), (37, 53)])
+def test_rotate_equals_cv2_warp_affine(degrees, shape):
+    h, w = shape
+    image, label = _image(h, w, seed=3), _label(h, w, seed=3)
+    ours_image, ours_label = T.rotate(image, label, degrees, PAD, 255)
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1)
+    theirs_image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=PAD)
+    theirs_label = cv2.warpAffine(label, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=255)
+    np.testing.assert_array_equal(T.rotation_matrix(w / 2, h / 2, degrees), matrix)
+    np.testing.assert_array_equal(ours_label, theirs_label)
+    np.testing.assert_array_equal(ours_image, theirs_image)  # same fixed-point coordinates and float32 sums
+
+
+def test_blur_and_flip_equal_cv2():
+    image = _image(29, 41, seed=4)
+    np.testing.assert_allclose(T.gaussian_blur(image), cv2.GaussianBlur(image, (5, 5), 0), rtol=0, atol=2e-4)
+    flipped, _ = T.RandomHorizontalFlip()(image, _label(29, 41), ScriptedRng(randoms=[0.1]))
+    np.testing.assert_array_equal(flipped, cv2.flip(image, 1))

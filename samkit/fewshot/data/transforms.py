@@ -8,8 +8,9 @@ transforms make on Python's global ``random``, so one RNG state gives the same p
 Resampling follows OpenCV's definitions (what the official code calls): ``INTER_LINEAR`` is
 half-pixel bilinear without antialiasing, ``INTER_NEAREST`` takes ``floor(dst * scale)``;
 ``cv2.resize(fx=s)`` sizes the output ``round(n * s)`` and maps with ``1 / s``; the 5x5 Gaussian
-blur with sigma 0 is the binomial kernel [1, 4, 6, 4, 1] / 16 with reflect-101 borders. Known
-difference: ``cv2.warpAffine`` quantises source coordinates to 1/32 pixel, ``rotate`` here does not.
+blur with sigma 0 is the binomial kernel [1, 4, 6, 4, 1] / 16 with reflect-101 borders;
+``cv2.warpAffine`` works in fixed point (source coordinates on a 1/32-pixel grid). The tests compare
+every transform with OpenCV 4.10 (the official environment's version).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ FLIP_P = 0.5
 CROP_SIZE = 512
 CROP_KEEP_FOREGROUND = 0.85  # a random crop is redrawn while it keeps less of the target than this
 CROP_RETRIES = 30  # the official loop runs while ``count <= 30``: up to 31 redraws
+AFFINE_BITS = 10  # cv2.warpAffine maps coordinates in 1/1024-pixel fixed point ...
+AFFINE_SCALE = 1 << AFFINE_BITS
+INTER_BITS = 5  # ... and interpolates on a 1/32-pixel grid
+INTER_TAB_SIZE = 1 << INTER_BITS
 BLUR_KERNEL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0  # cv2 5x5, sigma 0
 
 
@@ -99,6 +104,34 @@ def rotation_matrix(center_x: float, center_y: float, degrees: float) -> np.ndar
     )
 
 
+def _affine_source_coords(inverse: np.ndarray, h: int, w: int, round_delta: int, shift: int) -> tuple[np.ndarray, ...]:
+    """OpenCV's fixed-point source coordinates of every output pixel for ``warpAffine``.
+
+    The inverse map is applied in 1/1024-pixel fixed point (``AB_BITS``): per-column and per-row terms
+    rounded half to even, ``round_delta`` added, then shifted right by ``shift`` bits.
+    """
+    xs = np.arange(w, dtype=np.float64)
+    ys = np.arange(h, dtype=np.float64)[:, None]
+    adelta = np.rint(inverse[0, 0] * xs * AFFINE_SCALE).astype(np.int64)
+    bdelta = np.rint(inverse[1, 0] * xs * AFFINE_SCALE).astype(np.int64)
+    x0 = np.rint((inverse[0, 1] * ys + inverse[0, 2]) * AFFINE_SCALE).astype(np.int64) + round_delta
+    y0 = np.rint((inverse[1, 1] * ys + inverse[1, 2]) * AFFINE_SCALE).astype(np.int64) + round_delta
+    return (x0 + adelta) >> shift, (y0 + bdelta) >> shift
+
+
+def _invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """The 2x3 inverse exactly as ``cv2.warpAffine`` computes it (double precision, same operation order)."""
+    m = matrix.astype(np.float64).ravel().copy()
+    det = m[0] * m[4] - m[1] * m[3]
+    det = 1.0 / det if det != 0 else 0.0
+    a11, a22 = m[4] * det, m[0] * det
+    m[0], m[1], m[3], m[4] = a11, m[1] * -det, m[3] * -det, a22
+    b1 = -m[0] * m[2] - m[1] * m[5]
+    b2 = -m[3] * m[2] - m[4] * m[5]
+    m[2], m[5] = b1, b2
+    return m.reshape(2, 3)
+
+
 def rotate(
     image: np.ndarray,
     label: np.ndarray,
@@ -106,24 +139,27 @@ def rotate(
     pad_value: Sequence[float],
     ignore: int = IGNORE_LABEL,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate about the image centre (``w/2, h/2``), same size; outside pixels get the pad values."""
+    """``cv2.warpAffine`` by ``getRotationMatrix2D((w/2, h/2), degrees, 1)``, same size, constant borders.
+
+    Image: ``INTER_LINEAR`` on source coordinates quantised to 1/32 pixel, float32 weights
+    ``(1-fy)(1-fx), (1-fy)fx, fy(1-fx), fy fx`` summed in that order; a tap outside the image reads
+    ``pad_value``, and a pixel whose four taps are all outside is ``pad_value``. Label:
+    ``INTER_NEAREST`` (the source coordinate rounded in fixed point), outside -> ``ignore``.
+    """
     h, w = label.shape
-    forward = np.vstack([rotation_matrix(w / 2, h / 2, degrees), [0.0, 0.0, 1.0]])
-    inverse = np.linalg.inv(forward)[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    src_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
-    src_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
-    # label: nearest neighbour, out-of-image -> ignore
-    nx = np.floor(src_x + 0.5).astype(np.int64)
-    ny = np.floor(src_y + 0.5).astype(np.int64)
+    inverse = _invert_affine(rotation_matrix(w / 2, h / 2, degrees))
+    # label: nearest neighbour
+    nx, ny = _affine_source_coords(inverse, h, w, AFFINE_SCALE // 2, AFFINE_BITS)
     inside = (nx >= 0) & (nx < w) & (ny >= 0) & (ny < h)
     out_label = np.full_like(label, ignore)
     out_label[inside] = label[ny[inside], nx[inside]]
-    # image: bilinear, every neighbour outside the image contributes the pad value
-    x0 = np.floor(src_x).astype(np.int64)
-    y0 = np.floor(src_y).astype(np.int64)
-    fx = (src_x - x0).astype(np.float32)[..., None]
-    fy = (src_y - y0).astype(np.float32)[..., None]
+    # image: bilinear on 1/32-pixel coordinates
+    fixed_x, fixed_y = _affine_source_coords(inverse, h, w, AFFINE_SCALE // INTER_TAB_SIZE // 2,
+                                             AFFINE_BITS - INTER_BITS)
+    x0, y0 = fixed_x >> INTER_BITS, fixed_y >> INTER_BITS
+    fx = ((fixed_x & (INTER_TAB_SIZE - 1)).astype(np.float32) / np.float32(INTER_TAB_SIZE))[..., None]
+    fy = ((fixed_y & (INTER_TAB_SIZE - 1)).astype(np.float32) / np.float32(INTER_TAB_SIZE))[..., None]
+    one = np.float32(1.0)
     pad = np.asarray(pad_value, dtype=np.float32)
     img = image.astype(np.float32, copy=False)
 
@@ -133,9 +169,11 @@ def rotate(
         values[ok] = img[yy[ok], xx[ok]]
         return values
 
-    top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
-    bottom = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32), out_label
+    out = (tap(y0, x0) * ((one - fy) * (one - fx)) + tap(y0, x0 + 1) * ((one - fy) * fx)
+           + tap(y0 + 1, x0) * (fy * (one - fx)) + tap(y0 + 1, x0 + 1) * (fy * fx))
+    all_outside = (x0 >= w) | (x0 + 1 < 0) | (y0 >= h) | (y0 + 1 < 0)
+    out[all_outside] = pad
+    return out.astype(np.float32), out_label
 
 
 def gaussian_blur(image: np.ndarray) -> np.ndarray:
