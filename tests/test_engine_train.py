@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import Crash, crash_at
 
 from samkit import InputError
 from samkit.cli import main as engine_cli
@@ -23,24 +24,6 @@ def _config(out, **engine):
                 "eval_every_epochs": 2, "checkpoint_every_iterations": 5, "log_every_iterations": 3,
                 "best_metric": "iou", **engine}
     return {"engine": settings, "task": dict(SMALL_TASK)}
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashingTask(ToyTask):
-    """Raises at its ``crash_at``-th training step, as if the process died there."""
-
-    def __init__(self, crash_at: int) -> None:
-        super().__init__(SMALL_TASK)
-        self.crash_at, self.calls = crash_at, 0
-
-    def training_step(self, model, batch):
-        self.calls += 1
-        if self.calls == self.crash_at:
-            raise Crash
-        return super().training_step(model, batch)
 
 
 def test_learning_the_toy_task(tmp_path):
@@ -106,11 +89,11 @@ def test_early_stop_after_epochs_without_a_better_metric(tmp_path):
     assert without.steps == 40 and not without.stopped_early and without.best["value"] == 0.9
 
 
-@pytest.mark.parametrize("crash_at", [3, 8, 9, 12, 17, 22])
-def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, crash_at):
+@pytest.mark.parametrize("step", [3, 8, 9, 12, 17, 22])
+def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, step):
     reference = train(_config(tmp_path / "ref"), ToyTask(SMALL_TASK))
     with pytest.raises(Crash):
-        train(_config(tmp_path / "run"), CrashingTask(crash_at))
+        train(_config(tmp_path / "run"), crash_at(ToyTask(SMALL_TASK), step))
     resumed = train(_config(tmp_path / "run"), ToyTask(SMALL_TASK), resume=True)
     assert resumed.steps == reference.steps == 22
     reference_state, resumed_state = reference.model.state_dict(), resumed.model.state_dict()

@@ -26,6 +26,14 @@ def picture(seed: int, shape=(70, 90)) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+def count_query_encodes(seg, monkeypatch) -> list[int]:
+    """The batch size of every ``encode_query`` call from now on (appended in place)."""
+    encoded = []
+    encode_query = seg.model.encode_query
+    monkeypatch.setattr(seg.model, "encode_query", lambda images: encoded.append(len(images)) or encode_query(images))
+    return encoded
+
+
 @pytest.fixture(scope="module")
 def seg():
     with warnings.catch_warnings():
@@ -70,9 +78,7 @@ def test_support_reuse_equals_independent_predicts(seg):
 def test_several_classes_at_once_encode_the_query_once(seg, monkeypatch):
     first, second = picture(4), picture(5)
     query = picture(6)[0]
-    encoded = []
-    encode_query = seg.model.encode_query
-    monkeypatch.setattr(seg.model, "encode_query", lambda images: encoded.append(len(images)) or encode_query(images))
+    encoded = count_query_encodes(seg, monkeypatch)
     both = seg.predict(query, prompts={3: samkit.SupportSet([first[0]], [first[1]]),
                                        7: samkit.SupportSet([second[0]], [second[1]])})
     assert encoded == [1]
@@ -87,9 +93,7 @@ def test_several_classes_at_once_encode_the_query_once(seg, monkeypatch):
 def test_predict_many_goes_one_query_at_a_time_on_the_cpu(seg, monkeypatch):
     seg.support(samkit.SupportSet(*zip(picture(2))))
     queries = [picture(seed)[0] for seed in range(3)]
-    encoded = []
-    encode_query = seg.model.encode_query
-    monkeypatch.setattr(seg.model, "encode_query", lambda images: encoded.append(len(images)) or encode_query(images))
+    encoded = count_query_encodes(seg, monkeypatch)
     seg.predict_many(queries)
     seg.predict_many(queries, batch_size=2)
     assert encoded == [1, 1, 1, 2, 1]

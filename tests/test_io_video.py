@@ -7,6 +7,7 @@ import random
 import av
 import numpy as np
 import pytest
+from helpers import count_decodes, write_video
 from PIL import Image
 
 from samkit import InputError
@@ -42,18 +43,12 @@ def frame_colour(index):
 
 def write_mp4(path, count, gop=5, fps=10):
     """An H.264 mp4 with a keyframe every ``gop`` frames and B-frames, so seeking is exercised."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(
-            "libx264", rate=fps, options={"crf": "10", "bf": "2", "sc_threshold": "0"}
-        )
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.codec_context.gop_size = gop
-        for index in range(count):
-            frame = av.VideoFrame.from_ndarray(flat_frame(frame_colour(index)), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    return write_flat_video(path, "libx264", count, {"crf": "10", "bf": "2", "sc_threshold": "0"}, gop, fps)
+
+
+def write_flat_video(path, codec, count, options=None, gop=5, fps=10):
+    """A video of ``count`` flat frames (colour ``frame_colour(i)``) in the container its suffix names."""
+    return write_video(path, (flat_frame(frame_colour(index)) for index in range(count)), codec, options, gop, fps)
 
 
 @pytest.fixture(scope="module")
@@ -334,19 +329,6 @@ def test_mp4_random_access_falls_back_when_timestamps_do_not_match(mp4_path, mon
 # ---------------------------------------------------------------- containers without a frame count
 
 
-def write_video(path, codec, count, options=None, gop=5, fps=10):
-    """A video of ``count`` flat frames (colour ``frame_colour(i)``) in the container its suffix names."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps, options=options or {})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.codec_context.gop_size = gop
-        for index in range(count):
-            frame = av.VideoFrame.from_ndarray(flat_frame(frame_colour(index)), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
 
 HEADERLESS = [("clip.mkv", "libx264", {"crf": "10", "bf": "2"}), ("clip.mkv", "mpeg4", {"qscale": "2"}),
               ("clip.webm", "libvpx", {"crf": "4", "b": "1M"}), ("clip.webm", "libvpx-vp9", {"crf": "4"})]
@@ -355,7 +337,7 @@ HEADERLESS = [("clip.mkv", "libx264", {"crf": "10", "bf": "2"}), ("clip.mkv", "m
 @pytest.mark.parametrize("name, codec, options", HEADERLESS, ids=[f"{n}-{c}" for n, c, _ in HEADERLESS])
 def test_mkv_and_webm_know_their_length_on_opening(tmp_path, monkeypatch, name, codec, options):
     path = tmp_path / name
-    write_video(path, codec, count=23, options=options)
+    write_flat_video(path, codec, count=23, options=options)
     with av.open(str(path)) as container:
         assert container.streams.video[0].frames == 0  # the container does not state the count
     demuxes = []
@@ -375,19 +357,6 @@ def test_mkv_and_webm_know_their_length_on_opening(tmp_path, monkeypatch, name, 
     for index, frame in enumerate(forward):
         assert np.abs(frame.reshape(-1, 3).mean(axis=0) - frame_colour(index)).max() < 6, index
 
-
-def count_decodes(monkeypatch):
-    """A list holding the number of frames ``FileVideo`` has decoded so far (updated in place)."""
-    decoded = [0]
-    original = FileVideo._decode
-
-    def counting(container):
-        for frame in original(container):
-            decoded[0] += 1
-            yield frame
-
-    monkeypatch.setattr(FileVideo, "_decode", staticmethod(counting))
-    return decoded
 
 
 # ---------------------------------------------------------------- file handles

@@ -7,32 +7,20 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import tiny_clip
 
 import samkit
 from samkit import InputError
-from samkit.backbones.tiny import build_tiny_sam2
 from samkit.io.video import open_video
 from samkit.longvideo import LongVideoSegmenter, TreeConfig
 from samkit.longvideo.predictor import TreeTracker
-from samkit.samples import synthetic_video
 
-NUM_FRAMES = 8
-HEIGHT, WIDTH = 96, 128
 POSITIVE, NEGATIVE = 1, 0
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    torch.manual_seed(0)
-    video = synthetic_video(num_frames=NUM_FRAMES, height=HEIGHT, width=WIDTH, seed=1)
-    folder = tmp_path_factory.mktemp("clip")
-    for index, frame in enumerate(video.frames):
-        Image.fromarray(frame).save(folder / f"{index:05d}.jpg")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_tiny_sam2(seed=0, video=True)
-    return video, str(folder), model
+    return tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 def clicks_of(state):

@@ -5,17 +5,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import CLIP_FRAMES as NUM_FRAMES
+from helpers import CLIP_HEIGHT as HEIGHT
+from helpers import CLIP_WIDTH as WIDTH
+from helpers import tiny_clip
 
 import samkit
-from samkit.backbones.tiny import build_tiny_sam2
 from samkit.io.video import open_video
 from samkit.longvideo import LongVideoSegmenter, TreeConfig
 from samkit.longvideo.predictor import LazyFrames, TreeTracker
-from samkit.samples import synthetic_video
-
-NUM_FRAMES = 8
-HEIGHT, WIDTH = 96, 128
 
 # (kind, frame, obj_id, argument): several objects, several prompt frames per object, all prompt types
 FORWARD = [("mask", 0, 1, None), ("points", 0, 2, ([[90, 50]], [1])), ("box", 5, 1, [10, 10, 70, 60]),
@@ -26,15 +24,7 @@ MIDDLE = [("mask", 4, 1, None), ("points", 4, 2, ([[60, 50]], [1]))]
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    torch.manual_seed(0)
-    video = synthetic_video(num_frames=NUM_FRAMES, height=HEIGHT, width=WIDTH, seed=1)
-    folder = tmp_path_factory.mktemp("clip")
-    for index, frame in enumerate(video.frames):
-        Image.fromarray(frame).save(folder / f"{index:05d}.jpg")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_tiny_sam2(seed=0, video=True)
-    return video, str(folder), model
+    return tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 def add(kind, frame, obj_id, argument, video, add_mask, add_points):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import Crash, crash_at
 
 from samkit import InputError
 from samkit.cli import build_parser
@@ -249,29 +250,13 @@ def test_cli_train_then_evaluate_writes_results(tmp_path, capsys):
         evaluate(config, head="referring", checkpoint=other)
 
 
-class Crash(RuntimeError):
-    pass
-
-
-class CrashingTask(ReferringTask):
-    def __init__(self, settings, crash_at: int) -> None:
-        super().__init__(settings)
-        self.crash_at, self.calls = crash_at, 0
-
-    def training_step(self, model, batch):
-        self.calls += 1
-        if self.calls == self.crash_at:
-            raise Crash
-        return super().training_step(model, batch)
-
-
 def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
     def config(out):
         return _config(out, iterations=4, eval_every_iterations=2, checkpoint_every_iterations=1)
 
     reference = train(config(tmp_path / "ref"), ReferringTask(_task()))
     with pytest.raises(Crash):
-        train(config(tmp_path / "run"), CrashingTask(_task(), crash_at=3))
+        train(config(tmp_path / "run"), crash_at(ReferringTask(_task()), 3))
     assert load_training_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
     resumed = train(config(tmp_path / "run"), ReferringTask(_task()), resume=True)
     assert resumed.steps == reference.steps == 4

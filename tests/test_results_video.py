@@ -5,6 +5,7 @@ import os
 import av
 import numpy as np
 import pytest
+from helpers import count_decodes, write_video
 from PIL import Image
 
 from samkit import FrameResult, InputError, VideoResult
@@ -34,16 +35,8 @@ def flat(index):
 
 
 def write_mp4(path, count, gop):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10, options={"crf": "10", "sc_threshold": "0"})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.codec_context.gop_size = gop
-        for index in range(count):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(flat(index), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_video(path, (flat(index) for index in range(count)), options={"crf": "10", "sc_threshold": "0"},
+                       gop=gop)
 
 
 def read_mp4(path):
@@ -164,15 +157,7 @@ def test_overlay_of_a_reverse_run_plays_forward(tmp_path):
 def test_overlay_lagging_the_tracker_decodes_each_frame_once(tmp_path, monkeypatch):
     count, lag = 40, 2 * DEFAULT_CACHE_FRAMES  # results lag the tracker's reads by more than the cache
     path = write_mp4(tmp_path / "clip.mp4", count, gop=count)  # one keyframe: a seek re-decodes from 0
-    decoded = [0]
-    original = FileVideo._decode
-
-    def counting(container):
-        for frame in original(container):
-            decoded[0] += 1
-            yield frame
-
-    monkeypatch.setattr(FileVideo, "_decode", staticmethod(counting))
+    decoded = count_decodes(monkeypatch)
     video = FileVideo(path)
 
     def tracked():

@@ -184,12 +184,16 @@ class ReferringSegmenter(Segmenter):
                 raise InputError(f"image of {rgb.shape[1]}x{rgb.shape[0]} px is smaller than one "
                                  f"{PATCH_SIZE}x{PATCH_SIZE} SAM patch; give a larger image")
         input_ids, attention_mask = self.tokenizer(texts)
+        model_inputs: dict[int, torch.Tensor] = {}  # one resize per image, however many expressions share it
+        for rgb in rgbs:
+            if id(rgb) not in model_inputs:
+                model_inputs[id(rgb)] = self._preprocess(rgb)
         batch = int(self.config["batch_size"])
         masks, scores, logits = [], [], []
         with torch.inference_mode():
             for start in range(0, len(texts), batch):
                 stop = start + batch
-                images = torch.stack([self._preprocess(rgb) for rgb in rgbs[start:stop]]).to(self.device)
+                images = torch.stack([model_inputs[id(rgb)] for rgb in rgbs[start:stop]]).to(self.device)
                 pred, _ = self.model(images, input_ids[start:stop].to(self.device), attention_mask[start:stop].to(self.device))
                 for rgb, logit in zip(rgbs[start:stop], pred.float()):
                     mask, score = self._postprocess(logit, rgb.shape[:2])

@@ -107,7 +107,7 @@ def rotation_matrix(center_x: float, center_y: float, degrees: float) -> np.ndar
 def _affine_source_coords(inverse: np.ndarray, h: int, w: int, round_delta: int, shift: int) -> tuple[np.ndarray, ...]:
     """OpenCV's fixed-point source coordinates of every output pixel for ``warpAffine``.
 
-    The inverse map is applied in 1/1024-pixel fixed point (``AB_BITS``): per-column and per-row terms
+    The inverse map is applied in 1/1024-pixel fixed point (OpenCV's ``AB_BITS``): per-column and per-row terms
     rounded half to even, ``round_delta`` added, then shifted right by ``shift`` bits.
     """
     xs = np.arange(w, dtype=np.float64)
